@@ -1,0 +1,224 @@
+/* chan.c -- channels: a ring buffer plus two FIFO queues of blocked parties.
+ *
+ * Invariants, all under ch->lock:
+ *  - receivers wait only when the buffer is empty; senders wait only when it is full
+ *    (for an unbuffered channel: always, until a receiver comes);
+ *  - a waiting receiver is served directly by the next send; a receive that empties a
+ *    slot moves the first waiting sender's value into the buffer, so values leave in
+ *    the order their sends completed;
+ *  - a value for a parked task is written into the task's own buffer (t->inl or a heap
+ *    copy), never into its stack, which may be copied away (the copy-stack rule).
+ * Every waiter is completed by whoever wins its claim (tp__wait_claim), so a timeout,
+ * a close and a matching operation never both happen to one waiter.
+ */
+#include "tp_internal.h"
+
+struct tp_chan {
+    tp__spin lock;
+    bool closed;
+    size_t esz;                /* element size */
+    size_t cap;                /* buffer capacity in elements (0: rendezvous) */
+    size_t head;               /* index of the oldest buffered element */
+    size_t count;              /* buffered elements */
+    struct tp__wqueue sendq;   /* blocked senders, FIFO */
+    struct tp__wqueue recvq;   /* blocked receivers, FIFO */
+    char buf[];                /* cap * esz bytes */
+};
+
+/* Refuse sizes whose buffer could not be addressed (the allocator then says ENOMEM for
+   what is merely too big for this machine). */
+#define TP__CHAN_MAX ((size_t)1 << 40)
+
+tp_chan *tp_chan_create(size_t esz, size_t cap)
+{
+    if (TP__UNLIKELY(esz == 0 || esz > TP__CHAN_MAX || cap > TP__CHAN_MAX / esz)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    tp_chan *ch = tp__malloc(sizeof *ch + esz * cap);
+    if (TP__UNLIKELY(!ch)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    tp__spin_init(&ch->lock);
+    ch->closed = false;
+    ch->esz = esz;
+    ch->cap = cap;
+    ch->head = ch->count = 0;
+    ch->sendq.head = ch->sendq.tail = NULL;
+    ch->recvq.head = ch->recvq.tail = NULL;
+    return ch;
+}
+
+static inline char *slot(tp_chan *ch, size_t i)
+{
+    size_t k = ch->head + i;
+    if (k >= ch->cap)
+        k -= ch->cap;
+    return ch->buf + k * ch->esz;
+}
+
+/* Where a blocked party's value lives: a plain thread's own memory is stable, a task's
+   stack is not, so a task gets a buffer in its control block (or on the heap). */
+static void *wait_buffer(tp_task *self, void *elem, size_t esz)
+{
+    if (!self)
+        return elem;
+    if (esz <= sizeof self->inl)
+        return self->inl;
+    return tp__malloc(esz);
+}
+
+static void drop_buffer(tp_task *self, void *buf)
+{
+    if (self && buf != self->inl)
+        free(buf);
+}
+
+/* Block on q with the lock held; returns 0 or an errno. */
+static int block_on(tp_chan *ch, struct tp__wqueue *q, void *val, int64_t deadline)
+{
+    tp_task *self = tp__current();
+    struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
+    struct tp__wnode thread_node, *n = self ? &self->node : &thread_node;
+    tp__wait_init(w, self);
+    w->cancel = tp__wnode_cancel;
+    w->obj = n;
+    n->w = w;
+    n->val = val;
+    n->index = 0;
+    tp__wnode_queue(n, q, &ch->lock);
+    int rc = tp__wait_block(w, &ch->lock, deadline);
+    if (TP__UNLIKELY(rc == ENOMEM)) { /* nothing was parked; the lock is still ours */
+        tp__wq_remove(q, n);
+        tp__spin_unlock(&ch->lock);
+    }
+    return rc;
+}
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
+{
+    if (TP__UNLIKELY(!ch || !elem || deadline < -1))
+        return fail(EINVAL);
+    tp__spin_lock(&ch->lock);
+    if (TP__UNLIKELY(ch->closed)) {
+        tp__spin_unlock(&ch->lock);
+        return fail(EPIPE);
+    }
+    struct tp__wnode *r = tp__wq_claim_first(&ch->recvq);
+    if (r) { /* a receiver is waiting: hand the value over directly */
+        memcpy(r->val, elem, ch->esz);
+        tp__spin_unlock(&ch->lock);
+        tp__wait_complete(r->w, 0, r->index);
+        return 0;
+    }
+    if (ch->count < ch->cap) {
+        memcpy(slot(ch, ch->count++), elem, ch->esz);
+        tp__spin_unlock(&ch->lock);
+        return 0;
+    }
+    if (deadline == 0) {
+        tp__spin_unlock(&ch->lock);
+        return fail(ETIMEDOUT);
+    }
+    tp_task *self = tp__current();
+    void *val = wait_buffer(self, (void *)elem, ch->esz);
+    if (TP__UNLIKELY(!val)) {
+        tp__spin_unlock(&ch->lock);
+        return fail(ENOMEM);
+    }
+    if (val != elem)
+        memcpy(val, elem, ch->esz);
+    int rc = block_on(ch, &ch->sendq, val, deadline);
+    drop_buffer(self, val);
+    return rc ? fail(rc) : 0;
+}
+
+int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
+{
+    if (TP__UNLIKELY(!ch || !elem || deadline < -1))
+        return fail(EINVAL);
+    tp__spin_lock(&ch->lock);
+    struct tp__wnode *s;
+    if (ch->count) {
+        memcpy(elem, slot(ch, 0), ch->esz);
+        ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
+        ch->count--;
+        s = tp__wq_claim_first(&ch->sendq);
+        if (s) /* a sender was waiting for this slot */
+            memcpy(slot(ch, ch->count++), s->val, ch->esz);
+    } else if ((s = tp__wq_claim_first(&ch->sendq))) {
+        memcpy(elem, s->val, ch->esz);
+    } else {
+        int err = ch->closed ? EPIPE : deadline == 0 ? ETIMEDOUT : 0;
+        if (err) {
+            tp__spin_unlock(&ch->lock);
+            return fail(err);
+        }
+        tp_task *self = tp__current();
+        void *val = wait_buffer(self, elem, ch->esz);
+        if (TP__UNLIKELY(!val)) {
+            tp__spin_unlock(&ch->lock);
+            return fail(ENOMEM);
+        }
+        int rc = block_on(ch, &ch->recvq, val, deadline);
+        if (rc == 0 && val != elem)
+            memcpy(elem, val, ch->esz);
+        drop_buffer(self, val);
+        return rc ? fail(rc) : 0;
+    }
+    tp__spin_unlock(&ch->lock);
+    if (s)
+        tp__wait_complete(s->w, 0, s->index);
+    return 0;
+}
+
+/* Claim every waiter of q and chain them through `next` (they are off the queue). */
+static struct tp__wnode *claim_all(struct tp__wqueue *q, struct tp__wnode *list)
+{
+    struct tp__wnode *n;
+    while ((n = tp__wq_claim_first(q))) {
+        n->next = list;
+        list = n;
+    }
+    return list;
+}
+
+int tp_chan_close(tp_chan *ch)
+{
+    if (TP__UNLIKELY(!ch))
+        return fail(EINVAL);
+    tp__spin_lock(&ch->lock);
+    if (ch->closed) {
+        tp__spin_unlock(&ch->lock);
+        return fail(EPIPE);
+    }
+    ch->closed = true;
+    struct tp__wnode *list = claim_all(&ch->recvq, claim_all(&ch->sendq, NULL));
+    tp__spin_unlock(&ch->lock);
+    while (list) { /* read next first: a woken party may reuse its node at once */
+        struct tp__wnode *n = list;
+        list = n->next;
+        tp__wait_complete(n->w, EPIPE, n->index);
+    }
+    return 0;
+}
+
+int tp_chan_destroy(tp_chan *ch)
+{
+    if (TP__UNLIKELY(!ch))
+        return fail(EINVAL);
+    tp__spin_lock(&ch->lock);
+    bool busy = ch->sendq.head || ch->recvq.head;
+    tp__spin_unlock(&ch->lock);
+    if (busy)
+        return fail(EBUSY);
+    free(ch);
+    return 0;
+}

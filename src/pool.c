@@ -1,0 +1,178 @@
+/* pool.c -- creating, waiting for, measuring and destroying a pool of workers. */
+#include "tp_internal.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define TP__DEFAULT_STACK ((size_t)1 << 20)
+#define TP__MIN_STACK ((size_t)16 << 10)
+#define TP__MAX_STACK ((size_t)1 << 30)
+#define TP__MAX_WORKERS 1024
+
+static int worker_init(tp_pool *pool, struct tp__worker *w, unsigned index)
+{
+    tp__spin_init(&w->lock);
+    tp__rb_init(&w->ready);
+    tp__rb_init(&w->timers);
+    w->pool = pool;
+    w->index = index;
+    w->rng = 0x9E3779B97F4A7C15ull * (index + 1);
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->evfd < 0 || w->epfd < 0)
+        return -1;
+    /* data.ptr NULL marks the wake-up eventfd; I/O registrations will carry pointers. */
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+        return -1;
+    return tp__stack_create(w, pool->stack_size);
+}
+
+static void worker_fini(struct tp__worker *w)
+{
+    if (w->evfd >= 0)
+        close(w->evfd);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    tp__stack_destroy(w);
+}
+
+static void pool_free(tp_pool *pool, unsigned initialised)
+{
+    for (unsigned i = 0; i < initialised; i++)
+        worker_fini(&pool->workers[i]);
+    pthread_mutex_destroy(&pool->idle_mu);
+    pthread_cond_destroy(&pool->idle_cv);
+    free(pool->workers);
+    free(pool);
+}
+
+static void stop_workers(tp_pool *pool, unsigned started)
+{
+    atomic_store(&pool->stopping, 1);
+    for (unsigned i = 0; i < started; i++) {
+        struct tp__worker *w = &pool->workers[i];
+        atomic_store(&w->sleeping, 1); /* force the eventfd write */
+        tp__worker_kick(w);
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(pool->workers[i].thread, NULL);
+}
+
+static int attr_values(const tp_pool_attr *attr, unsigned *workers, size_t *stack)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    *workers = attr && attr->workers ? attr->workers : (unsigned)(cpus > 0 ? cpus : 1);
+    *stack = attr && attr->stack_size ? attr->stack_size : TP__DEFAULT_STACK;
+    if (*workers > TP__MAX_WORKERS || *stack < TP__MIN_STACK || *stack > TP__MAX_STACK) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+tp_pool *tp_pool_create(const tp_pool_attr *attr)
+{
+    unsigned n, i = 0, started = 0;
+    size_t stack;
+    if (attr_values(attr, &n, &stack) < 0)
+        return NULL;
+    tp_pool *pool = tp__calloc(1, sizeof *pool);
+    if (!pool) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pool->nworkers = n;
+    pool->stack_size = stack;
+    pthread_mutex_init(&pool->idle_mu, NULL);
+    pthread_cond_init(&pool->idle_cv, NULL);
+    int err = ENOMEM;
+    pool->workers = tp__calloc(n, sizeof *pool->workers);
+    if (!pool->workers)
+        goto fail;
+    for (; i < n; i++)
+        if (worker_init(pool, &pool->workers[i], i) < 0)
+            goto fail_worker;
+    if (tp__stack_register(pool) < 0)
+        goto fail;
+    for (; started < n; started++) {
+        err = pthread_create(&pool->workers[started].thread, NULL, tp__worker_main,
+                             &pool->workers[started]);
+        if (err) {
+            err = EAGAIN;
+            stop_workers(pool, started);
+            tp__stack_unregister(pool);
+            goto fail;
+        }
+    }
+    return pool;
+fail_worker:
+    i++; /* the failed worker holds whatever it managed to open */
+fail:
+    pool_free(pool, i);
+    errno = err;
+    return NULL;
+}
+
+void tp__pool_task_done(tp_pool *pool)
+{
+    if (atomic_fetch_sub(&pool->live, 1) != 1)
+        return;
+    pthread_mutex_lock(&pool->idle_mu);
+    if (pool->waiters)
+        pthread_cond_broadcast(&pool->idle_cv);
+    pthread_mutex_unlock(&pool->idle_mu);
+}
+
+int tp_pool_wait(tp_pool *pool)
+{
+    if (!pool) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (tp__self_worker) { /* a worker waiting for its own pool would wait forever */
+        errno = EDEADLK;
+        return -1;
+    }
+    pthread_mutex_lock(&pool->idle_mu);
+    pool->waiters++;
+    while (atomic_load(&pool->live))
+        pthread_cond_wait(&pool->idle_cv, &pool->idle_mu);
+    pool->waiters--;
+    pthread_mutex_unlock(&pool->idle_mu);
+    return 0;
+}
+
+int tp_pool_destroy(tp_pool *pool)
+{
+    if (tp_pool_wait(pool) < 0)
+        return -1;
+    stop_workers(pool, pool->nworkers);
+    tp__stack_unregister(pool);
+    pool_free(pool, pool->nworkers);
+    return 0;
+}
+
+int tp_pool_stats(tp_pool *pool, tp_stats *out)
+{
+    if (!pool || !out) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct tp__worker *w = &pool->workers[i];
+        out->tasks_parked += atomic_load_explicit(&w->st_parked, memory_order_relaxed);
+        out->saved_bytes += atomic_load_explicit(&w->st_saved, memory_order_relaxed);
+        out->saved_capacity += atomic_load_explicit(&w->st_saved_cap, memory_order_relaxed);
+        out->switches += atomic_load_explicit(&w->st_switches, memory_order_relaxed);
+        out->copied_bytes += atomic_load_explicit(&w->st_copied, memory_order_relaxed);
+        out->steals += atomic_load_explicit(&w->st_steals, memory_order_relaxed);
+        out->sleeps += atomic_load_explicit(&w->st_sleeps, memory_order_relaxed);
+    }
+    out->tasks_live = atomic_load(&pool->live);
+    out->tasks_spawned = atomic_load(&pool->spawned);
+    out->workers = pool->nworkers;
+    return 0;
+}

@@ -1,0 +1,423 @@
+/* sched.c -- the worker loop: ready queue, fresh tasks, stealing, switching, sleeping.
+ *
+ * Each worker chooses its next task from three places:
+ *  - `next`: the task most recently spawned by a task of this worker.  Running it soon
+ *    makes spawn-then-wait code (fork/join) run depth first, like a call, which keeps
+ *    the number of simultaneously parked tasks small.
+ *  - `ready`: tasks that were parked here and have been woken, an rbtree keyed by the
+ *    task's priority (lower first), FIFO among equal priorities, so none starves.
+ *  - `fresh`: tasks that have never run, FIFO.  Only these may change worker: an idle
+ *    worker steals them.  A task that has run stays on its worker for life, because its
+ *    saved segment is valid only at that worker's stack addresses.
+ * The worker alternates between woken tasks and new ones when it has both.
+ *
+ * Parking: the task reserves room for its segment, drops the lock that guards its
+ * registration, and switches to the scheduler context, which runs on the pthread's own
+ * stack.  A waker on another thread may push it on the ready queue before it has
+ * switched out; that is harmless, since only this worker can pick it and this worker is
+ * busy running it until the switch completes.
+ *
+ * Sleeping: a worker with nothing to do spins briefly, then announces `sleeping` and
+ * sleeps in epoll_wait on its own epoll set (an eventfd now; sockets later), with the
+ * earliest timer as timeout.  Wakers push first and test `sleeping` second; the worker
+ * sets `sleeping` first and tests the queues second (both sequentially consistent), so
+ * one of them always sees the other.
+ */
+#include "tp_internal.h"
+
+#include <sched.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+__thread struct tp__worker *tp__self_worker;
+
+#define TP__SPIN_ROUNDS 2000 /* pause instructions before sleeping (tens of microseconds) */
+
+/* ------------------------------------------------------------- sanitizer hooks ---- */
+
+static inline void san_enter_task(struct tp__worker *w, tp_task *t)
+{
+    (void)w;
+    (void)t;
+#if TP_ASAN
+    __sanitizer_start_switch_fiber(&w->asan_fake, w->stack_lo,
+                                   (size_t)(w->stack_hi - w->stack_lo));
+#endif
+#if TP_TSAN
+    __tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+}
+
+static inline void san_back_in_sched(struct tp__worker *w)
+{
+    (void)w;
+#if TP_ASAN
+    __sanitizer_finish_switch_fiber(w->asan_fake, NULL, NULL);
+#endif
+}
+
+static inline void san_leave_task(struct tp__worker *w, tp_task *t, bool exiting)
+{
+    (void)w;
+    (void)t;
+    (void)exiting;
+#if TP_ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->sched_stack_lo,
+                                   w->sched_stack_size);
+#endif
+#if TP_TSAN
+    __tsan_switch_to_fiber(w->tsan_sched_fiber, 0);
+#endif
+}
+
+static inline void san_back_in_task(tp_task *t)
+{
+    (void)t;
+#if TP_ASAN
+    __sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
+#endif
+}
+
+/* --------------------------------------------------------------- ready queues ---- */
+
+#define TASK_OF_RQ(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, rq)))
+
+void tp__worker_kick(struct tp__worker *w)
+{
+    if (atomic_load(&w->sleeping) && atomic_exchange(&w->sleeping, 0)) {
+        uint64_t one = 1;
+        (void)!write(w->evfd, &one, sizeof one);
+    }
+}
+
+void tp__ready_local(struct tp__worker *w, tp_task *t)
+{
+    tp__spin_lock(&w->lock);
+    tp__rb_insert(&w->ready, &t->rq, t->prio);
+    atomic_fetch_add(&w->nready, 1);
+    tp__spin_unlock(&w->lock);
+}
+
+void tp__wake(tp_task *t)
+{
+    struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
+    tp__ready_local(w, t);
+    if (w != tp__self_worker)
+        tp__worker_kick(w);
+}
+
+static void fresh_push(struct tp__worker *w, tp_task *t)
+{
+    t->rq.l = NULL;
+    tp__spin_lock(&w->lock);
+    if (w->fresh_tail)
+        w->fresh_tail->rq.l = &t->rq;
+    else
+        w->fresh_head = t;
+    w->fresh_tail = t;
+    atomic_fetch_add(&w->nfresh, 1);
+    tp__spin_unlock(&w->lock);
+}
+
+/* Under w->lock. */
+static tp_task *fresh_pop(struct tp__worker *w)
+{
+    tp_task *t = w->fresh_head;
+    if (!t)
+        return NULL;
+    w->fresh_head = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+    if (!w->fresh_head)
+        w->fresh_tail = NULL;
+    atomic_fetch_sub(&w->nfresh, 1);
+    return t;
+}
+
+/* Under w->lock. */
+static tp_task *ready_pop(struct tp__worker *w)
+{
+    struct tp__rbnode *n = w->ready.first;
+    if (!n)
+        return NULL;
+    tp__rb_remove(&w->ready, n);
+    atomic_fetch_sub(&w->nready, 1);
+    return TASK_OF_RQ(n);
+}
+
+/* Wake one sleeping worker other than `self` so that it can steal new work. */
+static void wake_idle_worker(tp_pool *pool, struct tp__worker *self)
+{
+    if (!atomic_load(&pool->sleepers))
+        return;
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct tp__worker *v = &pool->workers[i];
+        if (v != self && atomic_load(&v->sleeping)) {
+            tp__worker_kick(v);
+            return;
+        }
+    }
+}
+
+void tp__place_new(tp_pool *pool, tp_task *t)
+{
+    struct tp__worker *self = tp__self_worker;
+    if (self && self->pool == pool && self->current) {
+        /* Spawned by a task: keep it close (runnext), unless a worker is idle, in which
+           case make it stealable right away. */
+        if (!atomic_load(&pool->sleepers)) {
+            tp_task *old = self->next;
+            self->next = t;
+            if (!old)
+                return;
+            t = old;
+        }
+        fresh_push(self, t);
+        wake_idle_worker(pool, self);
+        return;
+    }
+    struct tp__worker *w = &pool->workers[atomic_fetch_add(&pool->rr, 1) % pool->nworkers];
+    fresh_push(w, t);
+    tp__worker_kick(w);
+}
+
+static tp_task *pick(struct tp__worker *w)
+{
+    tp_task *t = NULL;
+    bool woken_first = (w->turn++ & 1) != 0;
+    if (!woken_first && w->next) {
+        t = w->next;
+        w->next = NULL;
+        return t;
+    }
+    if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
+        !atomic_load_explicit(&w->nfresh, memory_order_relaxed)) {
+        t = w->next;
+        w->next = NULL;
+        return t;
+    }
+    tp__spin_lock(&w->lock);
+    if (woken_first)
+        t = ready_pop(w);
+    if (!t)
+        t = fresh_pop(w);
+    if (!t)
+        t = ready_pop(w);
+    tp__spin_unlock(&w->lock);
+    if (!t) {
+        t = w->next;
+        w->next = NULL;
+    }
+    return t;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* Take a never-run task from another worker's fresh queue. */
+static tp_task *steal(struct tp__worker *w)
+{
+    tp_pool *pool = w->pool;
+    unsigned n = pool->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(rng_next(&w->rng) % n);
+    for (unsigned i = 0; i < n; i++) {
+        struct tp__worker *v = &pool->workers[(start + i) % n];
+        if (v == w || !atomic_load_explicit(&v->nfresh, memory_order_relaxed))
+            continue;
+        tp__spin_lock(&v->lock);
+        tp_task *t = fresh_pop(v);
+        tp__spin_unlock(&v->lock);
+        if (t) {
+            tp__count(&w->st_steals, 1);
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ switching ---- */
+
+/* Run t until it switches back.  The lazy copy: only when t is not the task whose frames
+   are on the shared stack does the owner get copied out and t copied in. */
+static void run(struct tp__worker *w, tp_task *t)
+{
+    if (w->owner != t) {
+        if (w->owner)
+            tp__stack_save(w, w->owner);
+        if (t->sp) {
+            tp__stack_restore(w, t);
+        } else {
+            t->worker = w;
+            t->sp = tp__ctx_init(w->stack_hi, tp__task_entry, t);
+#if TP_TSAN
+            t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+        }
+        w->owner = t;
+    }
+    w->current = t;
+    san_enter_task(w, t);
+    tp__ctx_switch(&w->sched_sp, t->sp);
+    san_back_in_sched(w);
+    w->current = NULL;
+    tp__count(&w->st_switches, 1);
+    if (w->why == TP__SW_YIELD) {
+        tp__ready_local(w, t);
+    } else if (w->why == TP__SW_EXIT) {
+        w->owner = NULL; /* its frames are dead: nothing to copy out */
+        tp__task_finish(w, t);
+    }
+}
+
+/* The task side of a switch.  Always inlined into its caller so that the stack pointer
+   the caller measured for tp__stack_reserve is the one the switch saves. */
+static inline __attribute__((always_inline)) void to_scheduler(struct tp__worker *w,
+                                                               tp_task *t)
+{
+    san_leave_task(w, t, false);
+    tp__ctx_switch(&t->sp, w->sched_sp);
+    san_back_in_task(t);
+}
+
+__attribute__((noinline)) int tp__park(tp_task *t, tp__spin *held, int64_t deadline)
+{
+    struct tp__worker *w = t->worker;
+    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
+        return -1;
+    if (deadline >= 0)
+        tp__timer_add(w, t, deadline);
+    tp__count(&w->st_parked, 1);
+    if (held)
+        tp__spin_unlock(held);
+    w->why = TP__SW_PARK;
+    to_scheduler(w, t);
+    tp__count(&w->st_parked, -1);
+    if (tp__rb_linked(&t->timer))
+        tp__timer_del(w, t);
+    return 0;
+}
+
+__attribute__((noinline)) int tp__yield_task(tp_task *t)
+{
+    struct tp__worker *w = t->worker;
+    if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
+        !atomic_load_explicit(&w->nfresh, memory_order_relaxed) && !w->next)
+        return 0; /* nobody else to run: yielding would come straight back */
+    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
+        return -1;
+    w->why = TP__SW_YIELD;
+    to_scheduler(w, t);
+    return 0;
+}
+
+void tp__exit_task(tp_task *t)
+{
+    struct tp__worker *w = t->worker;
+    w->why = TP__SW_EXIT;
+    san_leave_task(w, t, true);
+    tp__ctx_switch(&w->dead_sp, w->sched_sp);
+    tp__panic(__FILE__, __LINE__, "a finished task was resumed");
+}
+
+/* -------------------------------------------------------------------- the loop ---- */
+
+static bool has_work(struct tp__worker *w)
+{
+    if (w->next || atomic_load(&w->nready) || atomic_load(&w->nfresh))
+        return true;
+    tp_pool *pool = w->pool;
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        if (atomic_load(&pool->workers[i].nfresh))
+            return true;
+    return atomic_load(&pool->stopping) != 0;
+}
+
+static void idle(struct tp__worker *w, int64_t deadline)
+{
+    tp_pool *pool = w->pool;
+    for (int i = 0; i < TP__SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(&w->nready, memory_order_relaxed))
+            return;
+        if ((i & 63) == 63 && has_work(w))
+            return;
+        tp__cpu_relax();
+    }
+    atomic_store(&w->sleeping, 1);
+    atomic_fetch_add(&pool->sleepers, 1);
+    if (!has_work(w)) {
+        int timeout = -1;
+        if (deadline >= 0) {
+            int64_t d = deadline - tp_now();
+            timeout = d < 0 ? 0 : (d > INT32_MAX ? INT32_MAX : (int)d);
+        }
+        struct epoll_event ev[8];
+        int n = epoll_wait(w->epfd, ev, 8, timeout);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == NULL) {
+                uint64_t v;
+                (void)!read(w->evfd, &v, sizeof v);
+            }
+        }
+        tp__count(&w->st_sleeps, 1);
+    }
+    atomic_store(&w->sleeping, 0);
+    atomic_fetch_sub(&pool->sleepers, 1);
+}
+
+static void worker_init_sanitizers(struct tp__worker *w)
+{
+    (void)w;
+#if TP_TSAN
+    w->tsan_sched_fiber = __tsan_get_current_fiber();
+#endif
+#if TP_ASAN
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t sz = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &sz);
+        pthread_attr_destroy(&a);
+    }
+    w->sched_stack_lo = lo;
+    w->sched_stack_size = sz;
+#endif
+}
+
+void *tp__worker_main(void *arg)
+{
+    struct tp__worker *w = arg;
+    tp_pool *pool = w->pool;
+    tp__self_worker = w;
+    tp__altstack_setup(w);
+    worker_init_sanitizers(w);
+    for (;;) {
+        int64_t deadline = -1;
+        if (w->timers.n)
+            deadline = tp__timer_fire(w, tp_now());
+        tp_task *t = pick(w);
+        if (!t)
+            t = steal(w);
+        if (t) {
+            run(w, t);
+            continue;
+        }
+        if (atomic_load(&pool->stopping) && !w->timers.n)
+            break;
+        idle(w, deadline);
+    }
+    tp__altstack_teardown(w);
+    tp__self_worker = NULL;
+    return NULL;
+}
+
+/* First thing a new task does on the shared stack. */
+void tp__task_started(tp_task *t)
+{
+    san_back_in_task(t);
+}

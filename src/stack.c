@@ -1,0 +1,292 @@
+/* stack.c -- the shared stack of a worker and the copy-stack mechanism.
+ *
+ * Layout of one worker's mapping (addresses grow upwards):
+ *
+ *   map                     stack_lo                                   stack_hi
+ *   | guard (PROT_NONE) ... | shared stack: tasks' frames grow down from hi |
+ *
+ * A running task's frames occupy [its sp, stack_hi).  When it switches out, the switch
+ * pushes its callee-saved registers below its sp and records the new sp (ctx.h), so the
+ * byte range [t->sp, stack_hi) is the task's entire state: every frame it has, plus the
+ * registers.  Nothing below t->sp is live (the x86_64 red zone is dead across the call
+ * into the switch), and nothing above stack_hi belongs to it.  That range is what
+ * tp__stack_save() copies out and tp__stack_restore() copies back to the same addresses,
+ * so pointers from the task's frames into its own frames stay valid.
+ *
+ * Copies are lazy: the worker copies a task out only when another task needs the stack
+ * (w->owner says whose frames are there), so a task that parks and is the next to run
+ * costs no copy at all.  The copying runs in the scheduler, on the worker pthread's own
+ * stack, never on the shared one.
+ */
+#include "tp_internal.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#if HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
+/* Below the stack, a PROT_NONE band that any frame up to this size can hit. */
+#define TP__GUARD (64 * 1024)
+/* A saved buffer this much larger than needed is shrunk (a task that once went deep
+   does not keep its deep buffer forever). */
+#define TP__SHRINK_MIN 4096
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+int tp__stack_create(struct tp__worker *w, size_t size)
+{
+    size_t ps = page_size();
+    size = (size + ps - 1) & ~(ps - 1);
+    w->map_len = size + TP__GUARD;
+    /* MAP_NORESERVE: only the pages a deep task actually touches cost memory. */
+    w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (w->map == MAP_FAILED) {
+        w->map = NULL;
+        errno = ENOMEM;
+        return -1;
+    }
+    if (mprotect(w->map, TP__GUARD, PROT_NONE) < 0) {
+        munmap(w->map, w->map_len);
+        w->map = NULL;
+        errno = ENOMEM;
+        return -1;
+    }
+    w->stack_lo = w->map + TP__GUARD;
+    w->stack_hi = w->map + w->map_len;
+#if HAVE_VALGRIND
+    w->valgrind_id = VALGRIND_STACK_REGISTER(w->stack_lo, w->stack_hi);
+#endif
+    return 0;
+}
+
+void tp__stack_destroy(struct tp__worker *w)
+{
+    if (!w->map)
+        return;
+#if HAVE_VALGRIND
+    VALGRIND_STACK_DEREGISTER(w->valgrind_id);
+#endif
+    munmap(w->map, w->map_len);
+    w->map = NULL;
+}
+
+/* Called by the running task just before it parks, with its current stack pointer:
+   makes sure its save buffer can hold the segment, so the later copy-out (done lazily by
+   the scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is
+   far larger than needed. */
+int tp__stack_reserve(tp_task *t, char *sp)
+{
+    struct tp__worker *w = t->worker;
+    size_t need = (size_t)(w->stack_hi - sp) + TP__CTX_FRAME;
+    need = (need + 15) & ~(size_t)15;
+    if (TP__LIKELY(need <= t->save_cap &&
+                   !(t->save_cap > TP__SHRINK_MIN && need * 4 < t->save_cap)))
+        return 0;
+    char *p = tp__realloc(t->save, need);
+    if (TP__UNLIKELY(!p)) {
+        if (need <= t->save_cap)
+            return 0; /* only a shrink failed: keep the big buffer */
+        errno = ENOMEM;
+        return -1;
+    }
+    tp__count(&w->st_saved_cap, (int64_t)need - (int64_t)t->save_cap);
+    t->save = p;
+    t->save_cap = (uint32_t)need;
+    return 0;
+}
+
+/* Copy out: the bytes [t->sp, stack_hi), which are all the task's frames and the
+   registers its switch pushed (see the top of this file). */
+void tp__stack_save(struct tp__worker *w, tp_task *t)
+{
+    size_t len = (size_t)(w->stack_hi - (char *)t->sp);
+    TP__ASSERT(len <= t->save_cap);
+    /* Under ASan the segment holds redzones of the task's frames; they are not ours
+       to check and will not describe the next task's frames at these addresses. */
+    TP__ASAN_UNPOISON(t->sp, len);
+    memcpy(t->save, t->sp, len);
+    t->save_len = (uint32_t)len;
+    tp__count(&w->st_copied, (int64_t)len);
+    tp__count(&w->st_saved, (int64_t)len);
+}
+
+/* Copy in: put the segment back at exactly the addresses it came from. */
+void tp__stack_restore(struct tp__worker *w, tp_task *t)
+{
+    size_t len = t->save_len;
+    TP__ASAN_UNPOISON(t->sp, len);
+    memcpy(t->sp, t->save, len);
+    t->save_len = 0;
+    tp__count(&w->st_copied, (int64_t)len);
+    tp__count(&w->st_saved, -(int64_t)len);
+}
+
+/* A finished task gives back its buffer. */
+void tp__stack_release(struct tp__worker *w, tp_task *t)
+{
+    if (t->save_len)
+        tp__count(&w->st_saved, -(int64_t)t->save_len);
+    tp__count(&w->st_saved_cap, -(int64_t)t->save_cap);
+    free(t->save);
+    t->save = NULL;
+    t->save_len = t->save_cap = 0;
+}
+
+/* ------------------------------------------------- which addresses are stacks ---- */
+
+/* Every live pool's mappings (guard included), for tp_spawn's argument check.  The
+   min/max pair answers "certainly not a stack" without the lock, which is nearly always. */
+struct range {
+    uintptr_t lo, hi;
+};
+static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct range *reg;
+static size_t reg_n;
+static atomic_uintptr_t reg_min = UINTPTR_MAX, reg_max = 0;
+
+static void reg_bounds(void)
+{
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (size_t i = 0; i < reg_n; i++) {
+        lo = reg[i].lo < lo ? reg[i].lo : lo;
+        hi = reg[i].hi > hi ? reg[i].hi : hi;
+    }
+    atomic_store(&reg_min, lo);
+    atomic_store(&reg_max, hi);
+}
+
+int tp__stack_register(tp_pool *pool)
+{
+    pthread_rwlock_wrlock(&reg_lock);
+    struct range *r = tp__realloc(reg, (reg_n + pool->nworkers) * sizeof *r);
+    if (!r) {
+        pthread_rwlock_unlock(&reg_lock);
+        errno = ENOMEM;
+        return -1;
+    }
+    reg = r;
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct tp__worker *w = &pool->workers[i];
+        reg[reg_n++] = (struct range){(uintptr_t)w->map, (uintptr_t)w->map + w->map_len};
+    }
+    reg_bounds();
+    pthread_rwlock_unlock(&reg_lock);
+    return 0;
+}
+
+void tp__stack_unregister(tp_pool *pool)
+{
+    pthread_rwlock_wrlock(&reg_lock);
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        uintptr_t lo = (uintptr_t)pool->workers[i].map;
+        for (size_t j = 0; j < reg_n; j++) {
+            if (reg[j].lo == lo) {
+                reg[j] = reg[--reg_n];
+                break;
+            }
+        }
+    }
+    reg_bounds();
+    pthread_rwlock_unlock(&reg_lock);
+}
+
+bool tp__on_shared_stack(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (TP__LIKELY(a < atomic_load_explicit(&reg_min, memory_order_relaxed) ||
+                   a >= atomic_load_explicit(&reg_max, memory_order_relaxed)))
+        return false;
+    bool hit = false;
+    pthread_rwlock_rdlock(&reg_lock);
+    for (size_t i = 0; i < reg_n && !hit; i++)
+        hit = a >= reg[i].lo && a < reg[i].hi;
+    pthread_rwlock_unlock(&reg_lock);
+    return hit;
+}
+
+/* ------------------------------------------------------- overflow detection ---- */
+
+/* A task that runs past the bottom of the shared stack faults in the guard band.  The
+   fault handler runs on a per-worker alternate stack (the faulting stack is unusable),
+   names the task and aborts: silent corruption of another task's saved state is the one
+   outcome we must never allow.  Faults that are not ours go to the previous handler. */
+static struct sigaction prev_segv;
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0, i = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        out[i++] = tmp[--n];
+    return i;
+}
+
+static void say(const char *s) { (void)!write(2, s, strlen(s)); }
+
+static void segv_handler(int sig, siginfo_t *si, void *uc)
+{
+    struct tp__worker *w = tp__self_worker;
+    char *a = si->si_addr;
+    (void)uc;
+    if (w && a >= w->map && a < w->stack_lo) {
+        char num[24];
+        say("threadplex: stack overflow: task ");
+        (void)!write(2, num, w->current ? fmt_u64(num, w->current->id) : 0);
+        say(" ran past the bottom of worker ");
+        (void)!write(2, num, fmt_u64(num, w->index));
+        say("'s shared stack (");
+        (void)!write(2, num, fmt_u64(num, (uint64_t)(w->stack_hi - w->stack_lo)));
+        say(" bytes; raise tp_pool_attr.stack_size); aborting\n");
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    /* Not a shared-stack overflow: let the previous disposition handle the re-fault. */
+    sigaction(sig, &prev_segv, NULL);
+}
+
+static void install_segv(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+}
+
+int tp__altstack_setup(struct tp__worker *w)
+{
+    pthread_once(&segv_once, install_segv);
+    size_t sz = 64 * 1024;
+    w->altstack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w->altstack == MAP_FAILED) {
+        w->altstack = NULL;
+        return -1;
+    }
+    stack_t ss = {.ss_sp = w->altstack, .ss_size = sz, .ss_flags = 0};
+    return sigaltstack(&ss, NULL);
+}
+
+void tp__altstack_teardown(struct tp__worker *w)
+{
+    if (!w->altstack)
+        return;
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(w->altstack, 64 * 1024);
+    w->altstack = NULL;
+}

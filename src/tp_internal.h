@@ -1,0 +1,306 @@
+/* tp_internal.h -- what the files of src/ share.  Never installed.
+ *
+ * The moving parts:
+ *  - a pool owns N workers; each worker is a pthread with one shared stack (stack.c),
+ *    a ready queue (an rbtree keyed by priority, FIFO among equals), a FIFO of tasks that
+ *    have never run (any worker may steal those), a timer rbtree keyed by deadline, and
+ *    an epoll set it sleeps in (sched.c, timer.c);
+ *  - a task is a control block on the heap plus, while parked, a heap copy of its live
+ *    stack segment (task.c, stack.c);
+ *  - a blocked party (task or plain thread) is described by a struct tp__wait; objects
+ *    that can be waited on (channels, mutexes, ...) queue struct tp__wnode registrations
+ *    pointing at it (wait.c).  Whoever "claims" a wait first completes it, which is how
+ *    a timeout, a close and a matching operation racing each other agree on one outcome.
+ */
+#ifndef TP_INTERNAL_H
+#define TP_INTERNAL_H
+
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "threadplex.h"
+#include "rbtree.h"
+#include "sanitize.h"
+#include "ctx.h"
+
+#define TP__LIKELY(x) __builtin_expect(!!(x), 1)
+#define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TP__CACHELINE 64
+
+/* Always-on check of an internal invariant (never of caller input): file:line, abort. */
+#define TP__ASSERT(cond)                                                                   \
+    do {                                                                                   \
+        if (TP__UNLIKELY(!(cond)))                                                         \
+            tp__panic(__FILE__, __LINE__, #cond);                                          \
+    } while (0)
+__attribute__((noreturn, cold)) void tp__panic(const char *file, int line, const char *what);
+
+/* Fault injection for tests: every allocation goes through tp__malloc/tp__realloc so a
+   test can make the Nth one fail (tp__fail_alloc_at, see tests/). */
+void *tp__malloc(size_t n);
+void *tp__calloc(size_t n, size_t size);
+void *tp__realloc(void *p, size_t n);
+extern _Atomic long tp__alloc_countdown; /* >0: fail when it reaches 0; <=0: never */
+
+/* ------------------------------------------------------------------- spinlock ---- */
+
+/* Critical sections are a few dozen instructions, so a spinlock beats a mutex; after a
+   while the waiter yields the CPU, because a plain thread holding it may be preempted. */
+typedef struct {
+    atomic_int v;
+} tp__spin;
+
+void tp__spin_lock_slow(tp__spin *s);
+
+static inline void tp__spin_init(tp__spin *s) { atomic_init(&s->v, 0); }
+
+static inline void tp__spin_lock(tp__spin *s)
+{
+    if (TP__LIKELY(!atomic_exchange_explicit(&s->v, 1, memory_order_acquire)))
+        return;
+    tp__spin_lock_slow(s);
+}
+
+static inline void tp__spin_unlock(tp__spin *s)
+{
+    atomic_store_explicit(&s->v, 0, memory_order_release);
+}
+
+static inline void tp__cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Single-writer statistics counter: only its worker writes it, anyone may read it. */
+typedef _Atomic uint64_t tp__counter;
+static inline void tp__count(tp__counter *c, int64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+/* --------------------------------------------------------------------- waits ---- */
+
+struct tp__wait;
+typedef void tp__cancel_fn(struct tp__wait *w);
+
+/* One blocked party.  A task's lives in its control block; a plain thread's on its own
+   stack (a thread's stack does not move).  Registrations point here. */
+struct tp__wait {
+    atomic_int claimed;     /* 0 until someone decides the outcome */
+    int status;             /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
+    int index;              /* which registration completed (select case) */
+    tp_task *task;          /* the blocked task, or NULL for a plain thread */
+    atomic_uint futex;      /* plain thread: becomes 1 when woken */
+    tp__cancel_fn *cancel;  /* withdraws the registrations after a timeout */
+    void *obj;              /* what cancel works on (channel, mutex, select state...) */
+};
+
+/* One registration of a wait on a wait queue (channel senders, mutex waiters, ...). */
+struct tp__wnode {
+    struct tp__wnode *next, *prev; /* in the queue; prev == self when not queued */
+    struct tp__wait *w;            /* the blocked party */
+    void *val;                     /* value to send / buffer the received value lands in */
+    struct tp__wqueue *q;          /* the queue it is (or was) in */
+    tp__spin *lock;                /* the lock that guards q */
+    int index;                     /* select case index, else 0 */
+};
+
+struct tp__wqueue {
+    struct tp__wnode *head, *tail;
+};
+
+void tp__wait_init(struct tp__wait *w, tp_task *self);
+/* Decide the outcome; true for exactly one caller. */
+static inline bool tp__wait_claim(struct tp__wait *w)
+{
+    int expect = 0;
+    return atomic_compare_exchange_strong_explicit(&w->claimed, &expect, 1,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+/* After a successful claim: record the outcome and wake the party. */
+void tp__wait_complete(struct tp__wait *w, int status, int index);
+/* Block the caller (task or thread) until its wait is completed or the deadline passes.
+   `held` (may be NULL) is released once the caller can no longer miss a wake-up.
+   Returns the outcome's status (ETIMEDOUT after a timeout, ENOMEM when the task's stack
+   could not be saved, in which case `held` is still held and nothing was parked). */
+int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline);
+
+void tp__wq_push(struct tp__wqueue *q, struct tp__wnode *n);
+void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n);
+static inline bool tp__wq_queued(const struct tp__wnode *n) { return n->prev != n; }
+static inline void tp__wnode_init(struct tp__wnode *n) { n->prev = n; n->next = NULL; }
+/* The first registration whose wait we manage to claim (removed), or NULL.  Entries
+   whose wait was claimed by someone else are left for their claimer to remove. */
+struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q);
+/* Queue n on q (guarded by lock, held by the caller). */
+void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q, tp__spin *lock);
+/* A cancel function for waits with one registration (w->obj = the node): unqueue it. */
+void tp__wnode_cancel(struct tp__wait *w);
+
+/* --------------------------------------------------------------------- tasks ---- */
+
+enum tp__task_state {
+    TP__NEW,     /* never ran: may still move between workers */
+    TP__RUNNING, /* on its worker's CPU */
+    TP__PARKED,  /* blocked; someone will wake it */
+    TP__READY,   /* in its worker's ready queue */
+    TP__DONE,    /* finished; result valid */
+};
+
+/* The control block.  Kept small: with a million parked tasks every word is 8 MB. */
+struct tp_task {
+    struct tp__rbnode rq;      /* ready queue node; `l` links the fresh FIFO */
+    struct tp__rbnode timer;   /* deadline node in its worker's timer tree */
+    void *sp;                  /* saved stack pointer; NULL before the first run */
+    char *save;                /* heap copy of the live segment [sp, top) while swapped out */
+    uint32_t save_len;         /* bytes in save (0: nothing saved) */
+    uint32_t save_cap;         /* bytes allocated for save */
+    struct tp__worker *worker; /* set at the first run, never changed after */
+    tp_pool *pool;             /* the pool it was spawned into */
+    void *(*fn)(void *);       /* entry function */
+    void *arg;                 /* its argument, then its result */
+    uint64_t id;               /* unique, nonzero */
+    tp__spin lock;             /* guards state/joiner/detached against the finisher */
+    uint8_t state;             /* enum tp__task_state */
+    uint8_t detached;          /* freed by the runtime when it finishes */
+    int8_t prio;               /* ready-queue key: lower runs first */
+    struct tp__wait *joiner;   /* the one party waiting in tp_join */
+    struct tp__wait wait;      /* this task's own wait, when blocked */
+    struct tp__wnode node;     /* its registration for single-object waits */
+    char inl[16];              /* value buffer for small channel elements */
+#if TP_TSAN
+    void *tsan_fiber;
+#endif
+#if TP_ASAN
+    void *asan_fake;
+#endif
+};
+
+/* -------------------------------------------------------------------- worker ---- */
+
+enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
+
+struct tp__worker {
+    /* --- touched by other threads (waking, stealing) --- */
+    tp__spin lock;               /* guards ready and fresh */
+    struct tp__rbtree ready;     /* parked tasks that were woken, by (prio, FIFO) */
+    tp_task *fresh_head;         /* never-run tasks, FIFO, stealable */
+    tp_task *fresh_tail;
+    atomic_size_t nfresh;        /* length of fresh, readable without the lock */
+    atomic_size_t nready;        /* size of ready, readable without the lock */
+    atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
+    int evfd;                    /* eventfd that wakes the worker */
+    int epfd;                    /* epoll set the worker sleeps in */
+
+    /* --- worker-local --- */
+    char pad_[TP__CACHELINE];
+    tp_pool *pool;
+    unsigned index;
+    pthread_t thread;
+    char *map;                   /* mmap'ed region: guard + stack */
+    size_t map_len;
+    char *stack_lo;              /* lowest usable byte of the shared stack */
+    char *stack_hi;              /* top (exclusive, 16-byte aligned) */
+    tp_task *owner;              /* task whose frames occupy the shared stack */
+    tp_task *current;            /* task running now, NULL in the scheduler */
+    tp_task *next;               /* runnext: last task spawned here, runs soon */
+    void *sched_sp;              /* scheduler context (on the pthread's own stack) */
+    void *dead_sp;               /* where a finished task's last switch saves its sp */
+    enum tp__switch_reason why;  /* why the current task switched out */
+    struct tp__rbtree timers;    /* parked tasks with a deadline, by deadline */
+    unsigned turn;               /* alternates ready vs fresh so neither starves */
+    uint64_t rng;                /* xorshift state (steal victims, select) */
+    void *altstack;              /* sigaltstack for the overflow handler */
+#if TP_TSAN
+    void *tsan_sched_fiber;
+#endif
+#if TP_ASAN
+    void *asan_fake;             /* the scheduler's fake stack while a task runs */
+    const void *sched_stack_lo;  /* the pthread stack the scheduler runs on */
+    size_t sched_stack_size;
+#endif
+#if HAVE_VALGRIND
+    unsigned valgrind_id;
+#endif
+    /* statistics, single writer */
+    tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_steals,
+        st_sleeps;
+};
+
+struct tp_pool {
+    unsigned nworkers;
+    size_t stack_size;
+    struct tp__worker *workers;   /* array of nworkers */
+    atomic_uint rr;               /* round robin for spawns from plain threads */
+    atomic_int sleepers;          /* workers asleep: spawners wake one to steal */
+    atomic_int stopping;          /* set by tp_pool_destroy */
+    atomic_uint_fast64_t live;    /* tasks spawned and not finished */
+    atomic_uint_fast64_t spawned; /* total spawned */
+    pthread_mutex_t idle_mu;      /* tp_pool_wait sleeps here until live == 0 */
+    pthread_cond_t idle_cv;
+    int waiters;                  /* threads in tp_pool_wait (under idle_mu) */
+};
+
+/* The worker the calling thread is, or NULL for a plain thread. */
+extern __thread struct tp__worker *tp__self_worker;
+
+static inline tp_task *tp__current(void)
+{
+    struct tp__worker *w = tp__self_worker;
+    return w ? w->current : NULL;
+}
+
+/* sched.c */
+void *tp__worker_main(void *arg);
+void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
+void tp__ready_local(struct tp__worker *w, tp_task *t);
+void tp__place_new(tp_pool *pool, tp_task *t);
+int tp__park(tp_task *t, tp__spin *held, int64_t deadline);
+int tp__yield_task(tp_task *t);
+__attribute__((noreturn)) void tp__exit_task(tp_task *t);
+void tp__worker_kick(struct tp__worker *w); /* interrupt its sleep */
+
+/* stack.c */
+int tp__stack_create(struct tp__worker *w, size_t size);
+void tp__stack_destroy(struct tp__worker *w);
+int tp__stack_reserve(tp_task *t, char *sp);
+void tp__stack_save(struct tp__worker *w, tp_task *t);
+void tp__stack_restore(struct tp__worker *w, tp_task *t);
+void tp__stack_release(struct tp__worker *w, tp_task *t);
+bool tp__on_shared_stack(const void *p);
+int tp__stack_register(tp_pool *pool);
+void tp__stack_unregister(tp_pool *pool);
+int tp__altstack_setup(struct tp__worker *w);
+void tp__altstack_teardown(struct tp__worker *w);
+
+/* task.c */
+void tp__task_started(tp_task *t); /* sched.c */
+void tp__task_entry(void *arg);
+void tp__task_finish(struct tp__worker *w, tp_task *t);
+
+/* timer.c */
+int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
+void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
+void tp__timer_del(struct tp__worker *w, tp_task *t);
+int tp__deadline_check(int64_t deadline);
+void tp__thread_futex_wait(atomic_uint *word, int64_t deadline);
+void tp__thread_futex_wake(atomic_uint *word);
+
+/* pool.c */
+void tp__pool_task_done(tp_pool *pool);
+
+#endif
