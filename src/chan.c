@@ -11,19 +11,7 @@
  * Every waiter is completed by whoever wins its claim (tp__wait_claim), so a timeout,
  * a close and a matching operation never both happen to one waiter.
  */
-#include "tp_internal.h"
-
-struct tp_chan {
-    tp__spin lock;
-    bool closed;
-    size_t esz;                /* element size */
-    size_t cap;                /* buffer capacity in elements (0: rendezvous) */
-    size_t head;               /* index of the oldest buffered element */
-    size_t count;              /* buffered elements */
-    struct tp__wqueue sendq;   /* blocked senders, FIFO */
-    struct tp__wqueue recvq;   /* blocked receivers, FIFO */
-    char buf[];                /* cap * esz bytes */
-};
+#include "chan.h"
 
 /* Refuse sizes whose buffer could not be addressed (the allocator then says ENOMEM for
    what is merely too big for this machine). */
@@ -48,14 +36,6 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
     ch->sendq.head = ch->sendq.tail = NULL;
     ch->recvq.head = ch->recvq.tail = NULL;
     return ch;
-}
-
-static inline char *slot(tp_chan *ch, size_t i)
-{
-    size_t k = ch->head + i;
-    if (k >= ch->cap)
-        k -= ch->cap;
-    return ch->buf + k * ch->esz;
 }
 
 /* Where a blocked party's value lives: a plain thread's own memory is stable, a task's
@@ -119,7 +99,7 @@ int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
         return 0;
     }
     if (ch->count < ch->cap) {
-        memcpy(slot(ch, ch->count++), elem, ch->esz);
+        memcpy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
         tp__spin_unlock(&ch->lock);
         return 0;
     }
@@ -147,12 +127,12 @@ int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
     tp__spin_lock(&ch->lock);
     struct tp__wnode *s;
     if (ch->count) {
-        memcpy(elem, slot(ch, 0), ch->esz);
+        memcpy(elem, tp__chan_slot(ch, 0), ch->esz);
         ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
         ch->count--;
         s = tp__wq_claim_first(&ch->sendq);
         if (s) /* a sender was waiting for this slot */
-            memcpy(slot(ch, ch->count++), s->val, ch->esz);
+            memcpy(tp__chan_slot(ch, ch->count++), s->val, ch->esz);
     } else if ((s = tp__wq_claim_first(&ch->sendq))) {
         memcpy(elem, s->val, ch->esz);
     } else {

@@ -1,0 +1,28 @@
+/* chan.h -- the channel's layout, shared by chan.c and select.c.  Never installed. */
+#ifndef TP_CHAN_H
+#define TP_CHAN_H
+
+#include "tp_internal.h"
+
+struct tp_chan {
+    tp__spin lock;
+    bool closed;
+    size_t esz;                /* element size */
+    size_t cap;                /* buffer capacity in elements (0: rendezvous) */
+    size_t head;               /* index of the oldest buffered element */
+    size_t count;              /* buffered elements */
+    struct tp__wqueue sendq;   /* blocked senders, FIFO */
+    struct tp__wqueue recvq;   /* blocked receivers, FIFO */
+    char buf[];                /* cap * esz bytes */
+};
+
+/* The i-th buffered element (0 = oldest). */
+static inline char *tp__chan_slot(tp_chan *ch, size_t i)
+{
+    size_t k = ch->head + i;
+    if (k >= ch->cap)
+        k -= ch->cap;
+    return ch->buf + k * ch->esz;
+}
+
+#endif

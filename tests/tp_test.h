@@ -1,0 +1,40 @@
+/* tp_test.h -- small helpers shared by the Check suites. */
+#ifndef TP_TEST_H
+#define TP_TEST_H
+
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <threadplex.h>
+
+/* A pool with n workers (0 = one per CPU); fails the test if it cannot be made. */
+static inline tp_pool *test_pool(unsigned n)
+{
+    tp_pool_attr a = {.workers = n, .stack_size = 0};
+    tp_pool *p = tp_pool_create(&a);
+    ck_assert_msg(p != NULL, "tp_pool_create: errno %d", errno);
+    return p;
+}
+
+/* Assert that an expression returned -1 (or NULL) and set errno to e. */
+#define ck_assert_err(expr, e)                                                           \
+    do {                                                                                 \
+        errno = 0;                                                                       \
+        long long r_ = (long long)(intptr_t)(expr);                                      \
+        int e_ = errno;                                                                  \
+        ck_assert_msg(r_ == -1 || r_ == 0, "%s returned %lld, expected failure", #expr, r_); \
+        ck_assert_msg(e_ == (e), "%s: errno %d, expected %d (%s)", #expr, e_, (e), #e);  \
+    } while (0)
+
+/* Run a Check suite in fork mode (each test in its own process) and exit with its result. */
+static inline int test_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif
