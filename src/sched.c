@@ -164,11 +164,9 @@ void tp__place_new(tp_pool *pool, tp_task *t)
         /* Spawned by a task: keep it close (runnext), unless a worker is idle, in which
            case make it stealable right away. */
         if (!atomic_load(&pool->sleepers)) {
-            tp_task *old = self->next;
-            self->next = t;
-            if (!old)
+            t = atomic_exchange(&self->next, t);
+            if (!t)
                 return;
-            t = old;
         }
         fresh_push(self, t);
         wake_idle_worker(pool, self);
@@ -179,21 +177,22 @@ void tp__place_new(tp_pool *pool, tp_task *t)
     tp__worker_kick(w);
 }
 
+static tp_task *take_next(struct tp__worker *w)
+{
+    if (!atomic_load_explicit(&w->next, memory_order_relaxed))
+        return NULL;
+    return atomic_exchange(&w->next, NULL);
+}
+
 static tp_task *pick(struct tp__worker *w)
 {
     tp_task *t = NULL;
     bool woken_first = (w->turn++ & 1) != 0;
-    if (!woken_first && w->next) {
-        t = w->next;
-        w->next = NULL;
+    if (!woken_first && (t = take_next(w)))
         return t;
-    }
     if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
-        !atomic_load_explicit(&w->nfresh, memory_order_relaxed)) {
-        t = w->next;
-        w->next = NULL;
-        return t;
-    }
+        !atomic_load_explicit(&w->nfresh, memory_order_relaxed))
+        return take_next(w);
     tp__spin_lock(&w->lock);
     if (woken_first)
         t = ready_pop(w);
@@ -202,11 +201,7 @@ static tp_task *pick(struct tp__worker *w)
     if (!t)
         t = ready_pop(w);
     tp__spin_unlock(&w->lock);
-    if (!t) {
-        t = w->next;
-        w->next = NULL;
-    }
-    return t;
+    return t ? t : take_next(w);
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -218,7 +213,8 @@ static uint64_t rng_next(uint64_t *s)
     return *s = x;
 }
 
-/* Take a never-run task from another worker's fresh queue. */
+/* Take a never-run task from another worker: from its fresh queue, else its runnext
+   slot (it is busy running something else, or it would have taken that itself). */
 static tp_task *steal(struct tp__worker *w)
 {
     tp_pool *pool = w->pool;
@@ -228,11 +224,16 @@ static tp_task *steal(struct tp__worker *w)
     unsigned start = (unsigned)(rng_next(&w->rng) % n);
     for (unsigned i = 0; i < n; i++) {
         struct tp__worker *v = &pool->workers[(start + i) % n];
-        if (v == w || !atomic_load_explicit(&v->nfresh, memory_order_relaxed))
+        if (v == w)
             continue;
-        tp__spin_lock(&v->lock);
-        tp_task *t = fresh_pop(v);
-        tp__spin_unlock(&v->lock);
+        tp_task *t = NULL;
+        if (atomic_load_explicit(&v->nfresh, memory_order_relaxed)) {
+            tp__spin_lock(&v->lock);
+            t = fresh_pop(v);
+            tp__spin_unlock(&v->lock);
+        }
+        if (!t)
+            t = take_next(v);
         if (t) {
             tp__count(&w->st_steals, 1);
             return t;
@@ -307,7 +308,8 @@ __attribute__((noinline)) int tp__yield_task(tp_task *t)
 {
     struct tp__worker *w = t->worker;
     if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
-        !atomic_load_explicit(&w->nfresh, memory_order_relaxed) && !w->next)
+        !atomic_load_explicit(&w->nfresh, memory_order_relaxed) &&
+        !atomic_load_explicit(&w->next, memory_order_relaxed))
         return 0; /* nobody else to run: yielding would come straight back */
     if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
         return -1;
@@ -329,11 +331,11 @@ void tp__exit_task(tp_task *t)
 
 static bool has_work(struct tp__worker *w)
 {
-    if (w->next || atomic_load(&w->nready) || atomic_load(&w->nfresh))
+    if (atomic_load(&w->nready) || atomic_load(&w->nfresh))
         return true;
     tp_pool *pool = w->pool;
     for (unsigned i = 0; i < pool->nworkers; i++)
-        if (atomic_load(&pool->workers[i].nfresh))
+        if (atomic_load(&pool->workers[i].nfresh) || atomic_load(&pool->workers[i].next))
             return true;
     return atomic_load(&pool->stopping) != 0;
 }

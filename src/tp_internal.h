@@ -203,6 +203,7 @@ struct tp__worker {
     atomic_size_t nfresh;        /* length of fresh, readable without the lock */
     atomic_size_t nready;        /* size of ready, readable without the lock */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
+    _Atomic(tp_task *) next;     /* runnext: last task spawned here; idle workers may take it */
     int evfd;                    /* eventfd that wakes the worker */
     int epfd;                    /* epoll set the worker sleeps in */
 
@@ -217,7 +218,6 @@ struct tp__worker {
     char *stack_hi;              /* top (exclusive, 16-byte aligned) */
     tp_task *owner;              /* task whose frames occupy the shared stack */
     tp_task *current;            /* task running now, NULL in the scheduler */
-    tp_task *next;               /* runnext: last task spawned here, runs soon */
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */
     void *dead_sp;               /* where a finished task's last switch saves its sp */
     enum tp__switch_reason why;  /* why the current task switched out */
@@ -302,5 +302,21 @@ void tp__thread_futex_wake(atomic_uint *word);
 
 /* pool.c */
 void tp__pool_task_done(tp_pool *pool);
+
+/* sync.c: blocking helpers shared by select.c, sync.c and wg.c */
+/* Room a parked task needs below the caller of tp__park_reserve for the calls that
+   lead to tp__park. */
+#define TP__PARK_MARGIN 1024
+/* Reserve t's stack-save buffer for a park a little deeper than the caller, so that a
+   later tp__wait_block cannot fail with ENOMEM.  -1/ENOMEM. */
+int tp__park_reserve(tp_task *t);
+/* Queue the caller (task or thread) on q, guarded by lock, which the caller holds, and
+   block until completed or the deadline; val is stored in the node.  Returns the status
+   (0, ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still held. */
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadline);
+/* Claim every waiter of q, unqueue them, chain them through `next` (under q's lock). */
+struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q);
+/* Complete every wait of a tp__wq_claim_all chain (after dropping the lock). */
+void tp__wq_complete_all(struct tp__wnode *list, int status);
 
 #endif

@@ -8,6 +8,17 @@
 #include <stdlib.h>
 #include <threadplex.h>
 
+/* ThreadSanitizer models every started task as a fiber and dies beyond 8128 of them,
+   so tests that park huge numbers of tasks use a smaller count under it. */
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define TEST_UNDER_TSAN 1
+#else
+#define TEST_UNDER_TSAN 0
+#endif
+
 /* A pool with n workers (0 = one per CPU); fails the test if it cannot be made. */
 static inline tp_pool *test_pool(unsigned n)
 {

@@ -1,0 +1,484 @@
+/* test_chan.c -- channels: buffered and unbuffered, FIFO, capacity, close and drain,
+ * deadlines, destroy while busy, large elements, plain-thread senders and receivers,
+ * cross-worker traffic where every message is counted (nothing lost or duplicated). */
+#include "tp_test.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+START_TEST(test_create_bad)
+{
+    ck_assert_err(tp_chan_create(0, 1), EINVAL);
+    ck_assert_err(tp_chan_create(8, SIZE_MAX / 4), EINVAL);
+    ck_assert_err(tp_chan_create(SIZE_MAX, 0), EINVAL);
+    tp_chan *ch = tp_chan_create(4, 0);
+    int v = 0;
+    ck_assert_err(tp_chan_send(NULL, &v, 0), EINVAL);
+    ck_assert_err(tp_chan_recv(NULL, &v, 0), EINVAL);
+    ck_assert_err(tp_chan_send(ch, NULL, 0), EINVAL);
+    ck_assert_err(tp_chan_recv(ch, NULL, 0), EINVAL);
+    ck_assert_err(tp_chan_send(ch, &v, -2), EINVAL);
+    ck_assert_err(tp_chan_recv(ch, &v, -7), EINVAL);
+    ck_assert_err(tp_chan_close(NULL), EINVAL);
+    ck_assert_err(tp_chan_destroy(NULL), EINVAL);
+    ck_assert_int_eq(tp_chan_destroy(ch), 0);
+}
+END_TEST
+
+START_TEST(test_buffered_fifo_and_capacity)
+{
+    tp_chan *ch = tp_chan_create(sizeof(int), 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tp_chan_send(ch, &i, 0), 0);
+    int v = 99;
+    ck_assert_err(tp_chan_send(ch, &v, 0), ETIMEDOUT); /* full */
+    for (int round = 0; round < 3; round++) { /* wrap around the ring */
+        for (int i = 0; i < 3; i++) {
+            ck_assert_int_eq(tp_chan_recv(ch, &v, 0), 0);
+            ck_assert_int_eq(v, round * 3 + i);
+            int w = round * 3 + i + 5;
+            ck_assert_int_eq(tp_chan_send(ch, &w, 0), 0);
+        }
+    }
+    for (int i = 9; i < 14; i++) {
+        ck_assert_int_eq(tp_chan_recv(ch, &v, 0), 0);
+        ck_assert_int_eq(v, i);
+    }
+    ck_assert_err(tp_chan_recv(ch, &v, 0), ETIMEDOUT); /* empty */
+    tp_chan_destroy(ch);
+}
+END_TEST
+
+START_TEST(test_unbuffered_needs_partner)
+{
+    tp_chan *ch = tp_chan_create(sizeof(int), 0);
+    int v = 1;
+    ck_assert_err(tp_chan_send(ch, &v, 0), ETIMEDOUT);
+    ck_assert_err(tp_chan_recv(ch, &v, 0), ETIMEDOUT);
+    int64_t d = tp_now() + 25;
+    ck_assert_err(tp_chan_recv(ch, &v, d), ETIMEDOUT);
+    ck_assert(tp_now() >= d);
+    d = tp_now() + 25;
+    ck_assert_err(tp_chan_send(ch, &v, d), ETIMEDOUT);
+    ck_assert(tp_now() >= d);
+    ck_assert_int_eq(tp_chan_destroy(ch), 0); /* the timed-out waiters are gone */
+}
+END_TEST
+
+START_TEST(test_close_semantics)
+{
+    tp_chan *ch = tp_chan_create(sizeof(int), 4);
+    for (int i = 0; i < 3; i++)
+        tp_chan_send(ch, &i, -1);
+    ck_assert_int_eq(tp_chan_close(ch), 0);
+    ck_assert_err(tp_chan_close(ch), EPIPE);
+    int v = 7;
+    ck_assert_err(tp_chan_send(ch, &v, -1), EPIPE);
+    for (int i = 0; i < 3; i++) { /* receivers drain what is buffered */
+        ck_assert_int_eq(tp_chan_recv(ch, &v, -1), 0);
+        ck_assert_int_eq(v, i);
+    }
+    ck_assert_err(tp_chan_recv(ch, &v, -1), EPIPE); /* then fail, even with no deadline */
+    ck_assert_err(tp_chan_recv(ch, &v, 0), EPIPE);
+    tp_chan_destroy(ch);
+}
+END_TEST
+
+/* Close wakes every waiter: blocked receivers and blocked senders, tasks and threads. */
+static tp_chan *cw_recv_ch, *cw_send_ch;
+static atomic_int cw_epipe;
+
+static void *block_recv(void *arg)
+{
+    int v;
+    (void)arg;
+    if (tp_chan_recv(cw_recv_ch, &v, -1) == -1 && errno == EPIPE)
+        atomic_fetch_add(&cw_epipe, 1);
+    return NULL;
+}
+
+static void *block_send(void *arg)
+{
+    int v = 1;
+    (void)arg;
+    if (tp_chan_send(cw_send_ch, &v, -1) == -1 && errno == EPIPE)
+        atomic_fetch_add(&cw_epipe, 1);
+    return NULL;
+}
+
+START_TEST(test_close_wakes_waiters)
+{
+    tp_pool *p = test_pool(2);
+    cw_recv_ch = tp_chan_create(sizeof(int), 0);
+    cw_send_ch = tp_chan_create(sizeof(int), 1);
+    int one = 1;
+    tp_chan_send(cw_send_ch, &one, -1); /* full: senders will block */
+    atomic_store(&cw_epipe, 0);
+    tp_task *t[20];
+    for (int i = 0; i < 10; i++) {
+        t[2 * i] = tp_spawn(p, block_recv, NULL);
+        t[2 * i + 1] = tp_spawn(p, block_send, NULL);
+    }
+    pthread_t th[4];
+    pthread_create(&th[0], NULL, block_recv, NULL);
+    pthread_create(&th[1], NULL, block_send, NULL);
+    pthread_create(&th[2], NULL, block_recv, NULL);
+    pthread_create(&th[3], NULL, block_send, NULL);
+    /* wait until all 20 tasks are parked; the threads block eventually either way */
+    tp_stats st;
+    do {
+        tp_sleep(tp_now() + 1);
+        tp_pool_stats(p, &st);
+    } while (st.tasks_parked < 20);
+    ck_assert_err(tp_chan_destroy(cw_recv_ch), EBUSY);
+    ck_assert_err(tp_chan_destroy(cw_send_ch), EBUSY);
+    ck_assert_int_eq(tp_chan_close(cw_recv_ch), 0);
+    ck_assert_int_eq(tp_chan_close(cw_send_ch), 0);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tp_join(t[i], NULL, -1), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(atomic_load(&cw_epipe), 24);
+    int v;
+    ck_assert_int_eq(tp_chan_recv(cw_send_ch, &v, -1), 0); /* the buffered value drains */
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(tp_chan_destroy(cw_recv_ch), 0);
+    ck_assert_int_eq(tp_chan_destroy(cw_send_ch), 0);
+    tp_pool_destroy(p);
+}
+END_TEST
+
+/* Waiting senders are served first come, first served, and their values keep order
+   when they move into the buffer. */
+static tp_chan *order_ch;
+
+static void *send_one(void *arg)
+{
+    int v = (int)(intptr_t)arg;
+    return (void *)(intptr_t)tp_chan_send(order_ch, &v, -1);
+}
+
+START_TEST(test_waiting_senders_fifo)
+{
+    for (size_t cap = 0; cap <= 2; cap++) {
+        tp_pool *p = test_pool(1);
+        order_ch = tp_chan_create(sizeof(int), cap);
+        int base = 1000;
+        for (size_t i = 0; i < cap; i++) { /* fill the buffer first */
+            int v = base + (int)i;
+            tp_chan_send(order_ch, &v, -1);
+        }
+        tp_task *t[8];
+        tp_stats st;
+        for (int i = 0; i < 8; i++) { /* park them one at a time, in order */
+            t[i] = tp_spawn(p, send_one, (void *)(intptr_t)i);
+            do {
+                tp_sleep(tp_now() + 1);
+                tp_pool_stats(p, &st);
+            } while (st.tasks_parked < (uint64_t)i + 1);
+        }
+        int v;
+        for (size_t i = 0; i < cap; i++) {
+            ck_assert_int_eq(tp_chan_recv(order_ch, &v, -1), 0);
+            ck_assert_int_eq(v, base + (int)i);
+        }
+        for (int i = 0; i < 8; i++) {
+            ck_assert_int_eq(tp_chan_recv(order_ch, &v, -1), 0);
+            ck_assert_int_eq(v, i);
+        }
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(tp_join(t[i], NULL, -1), 0);
+        tp_chan_destroy(order_ch);
+        tp_pool_destroy(p);
+    }
+}
+END_TEST
+
+/* Elements larger than the inline buffer, between tasks, threads and both. */
+struct big {
+    uint64_t seq;
+    unsigned char pad[1000];
+    uint64_t check;
+};
+
+static tp_chan *big_ch;
+
+static void fill_big(struct big *b, uint64_t seq)
+{
+    b->seq = seq;
+    for (size_t i = 0; i < sizeof b->pad; i++)
+        b->pad[i] = (unsigned char)(seq + i);
+    b->check = seq * 2654435761u;
+}
+
+static int big_ok(const struct big *b, uint64_t seq)
+{
+    if (b->seq != seq || b->check != seq * 2654435761u)
+        return 0;
+    for (size_t i = 0; i < sizeof b->pad; i++)
+        if (b->pad[i] != (unsigned char)(seq + i))
+            return 0;
+    return 1;
+}
+
+static void *big_sender(void *arg)
+{
+    struct big b; /* on the task's own stack: copied at the call, never referenced later */
+    for (uint64_t i = 0; i < 500; i++) {
+        fill_big(&b, i);
+        if (tp_chan_send(big_ch, &b, -1) != 0)
+            return (void *)1;
+    }
+    return arg;
+}
+
+static void *big_receiver(void *arg)
+{
+    struct big b;
+    for (uint64_t i = 0; i < 500; i++)
+        if (tp_chan_recv(big_ch, &b, -1) != 0 || !big_ok(&b, i))
+            return (void *)1;
+    return arg;
+}
+
+START_TEST(test_large_elements)
+{
+    for (size_t cap = 0; cap <= 3; cap += 3) {
+        tp_pool *p = test_pool(2);
+        big_ch = tp_chan_create(sizeof(struct big), cap);
+        /* task -> task */
+        tp_task *s = tp_spawn(p, big_sender, NULL), *r = tp_spawn(p, big_receiver, NULL);
+        void *rs = (void *)-1, *rr = (void *)-1;
+        ck_assert_int_eq(tp_join(s, &rs, -1), 0);
+        ck_assert_int_eq(tp_join(r, &rr, -1), 0);
+        ck_assert_ptr_null(rs);
+        ck_assert_ptr_null(rr);
+        /* thread -> task and task -> thread */
+        r = tp_spawn(p, big_receiver, NULL);
+        ck_assert_ptr_null(big_sender(NULL));
+        ck_assert_int_eq(tp_join(r, &rr, -1), 0);
+        ck_assert_ptr_null(rr);
+        s = tp_spawn(p, big_sender, NULL);
+        ck_assert_ptr_null(big_receiver(NULL));
+        ck_assert_int_eq(tp_join(s, &rs, -1), 0);
+        tp_chan_destroy(big_ch);
+        tp_pool_destroy(p);
+    }
+}
+END_TEST
+
+/* ----------------------------------------------- many producers and consumers ---- */
+
+/* Producers (tasks on both workers and plain threads) send sequence-tagged values;
+   consumers (likewise) receive until close.  Every value must arrive exactly once, and
+   values from one producer must arrive in that producer's order at any one consumer. */
+enum { PRODUCERS = 8, THREAD_PRODUCERS = 2, CONSUMERS = 6, THREAD_CONSUMERS = 2, PER = 5000 };
+static tp_chan *mpmc;
+static atomic_uchar seen[(PRODUCERS + THREAD_PRODUCERS) * PER];
+static atomic_int producers_left;
+static atomic_int order_errors;
+
+static void *producer(void *arg)
+{
+    uint32_t id = (uint32_t)(uintptr_t)arg;
+    for (uint32_t i = 0; i < PER; i++) {
+        uint64_t v = ((uint64_t)id << 32) | i;
+        if (tp_chan_send(mpmc, &v, -1) != 0)
+            return (void *)1;
+        if ((i & 127) == 0)
+            tp_yield();
+    }
+    if (atomic_fetch_sub(&producers_left, 1) == 1)
+        tp_chan_close(mpmc);
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    int64_t last[PRODUCERS + THREAD_PRODUCERS];
+    uint64_t v;
+    (void)arg;
+    for (int i = 0; i < PRODUCERS + THREAD_PRODUCERS; i++)
+        last[i] = -1;
+    while (tp_chan_recv(mpmc, &v, -1) == 0) {
+        uint32_t id = (uint32_t)(v >> 32), i = (uint32_t)v;
+        if ((int64_t)i <= last[id])
+            atomic_fetch_add(&order_errors, 1);
+        last[id] = i;
+        atomic_fetch_add(&seen[id * PER + i], 1);
+    }
+    return errno == EPIPE ? NULL : (void *)1;
+}
+
+static void run_mpmc(size_t cap)
+{
+    tp_pool *p = test_pool(2);
+    mpmc = tp_chan_create(sizeof(uint64_t), cap);
+    memset(seen, 0, sizeof seen);
+    atomic_store(&producers_left, PRODUCERS + THREAD_PRODUCERS);
+    atomic_store(&order_errors, 0);
+    tp_task *c[CONSUMERS], *pr[PRODUCERS];
+    pthread_t tc[THREAD_CONSUMERS], tpd[THREAD_PRODUCERS];
+    for (int i = 0; i < CONSUMERS; i++)
+        c[i] = tp_spawn(p, consumer, NULL);
+    for (int i = 0; i < THREAD_CONSUMERS; i++)
+        pthread_create(&tc[i], NULL, consumer, NULL);
+    for (int i = 0; i < PRODUCERS; i++)
+        pr[i] = tp_spawn(p, producer, (void *)(uintptr_t)i);
+    for (int i = 0; i < THREAD_PRODUCERS; i++)
+        pthread_create(&tpd[i], NULL, producer, (void *)(uintptr_t)(PRODUCERS + i));
+    for (int i = 0; i < PRODUCERS; i++) {
+        void *r = (void *)-1;
+        ck_assert_int_eq(tp_join(pr[i], &r, -1), 0);
+        ck_assert_ptr_null(r);
+    }
+    for (int i = 0; i < THREAD_PRODUCERS; i++)
+        pthread_join(tpd[i], NULL);
+    for (int i = 0; i < CONSUMERS; i++) {
+        void *r = (void *)-1;
+        ck_assert_int_eq(tp_join(c[i], &r, -1), 0);
+        ck_assert_ptr_null(r);
+    }
+    for (int i = 0; i < THREAD_CONSUMERS; i++)
+        pthread_join(tc[i], NULL);
+    for (size_t i = 0; i < sizeof seen; i++)
+        ck_assert_msg(seen[i] == 1, "value %zu seen %d times (cap %zu)", i, seen[i], cap);
+    ck_assert_int_eq(atomic_load(&order_errors), 0);
+    ck_assert_int_eq(tp_chan_destroy(mpmc), 0);
+    tp_pool_destroy(p);
+}
+
+START_TEST(test_mpmc_unbuffered) { run_mpmc(0); }
+END_TEST
+
+START_TEST(test_mpmc_buffered) { run_mpmc(16); }
+END_TEST
+
+/* Timeouts racing with deliveries: senders and receivers use short deadlines; a send
+   that returned 0 must be received exactly once, a send that timed out never. */
+static tp_chan *race_ch;
+static atomic_long sent_ok, recv_ok, sent_sum, recv_sum;
+static atomic_int race_done;
+
+static void *race_sender(void *arg)
+{
+    uint64_t id = (uint64_t)(uintptr_t)arg;
+    for (uint64_t i = 1; i <= 3000; i++) {
+        uint64_t v = id * 1000003 + i;
+        if (tp_chan_send(race_ch, &v, tp_now() + (int64_t)(i % 3)) == 0) {
+            atomic_fetch_add(&sent_ok, 1);
+            atomic_fetch_add(&sent_sum, (long)v);
+        } else if (errno != ETIMEDOUT) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void *race_receiver(void *arg)
+{
+    uint64_t v;
+    (void)arg;
+    while (!atomic_load(&race_done)) {
+        if (tp_chan_recv(race_ch, &v, tp_now() + 1) == 0) {
+            atomic_fetch_add(&recv_ok, 1);
+            atomic_fetch_add(&recv_sum, (long)v);
+        } else if (errno != ETIMEDOUT) {
+            return (void *)1;
+        }
+    }
+    while (tp_chan_recv(race_ch, &v, 0) == 0) { /* drain */
+        atomic_fetch_add(&recv_ok, 1);
+        atomic_fetch_add(&recv_sum, (long)v);
+    }
+    return NULL;
+}
+
+START_TEST(test_timeouts_lose_nothing)
+{
+    for (size_t cap = 0; cap <= 2; cap += 2) {
+        tp_pool *p = test_pool(2);
+        race_ch = tp_chan_create(sizeof(uint64_t), cap);
+        atomic_store(&sent_ok, 0);
+        atomic_store(&recv_ok, 0);
+        atomic_store(&sent_sum, 0);
+        atomic_store(&recv_sum, 0);
+        atomic_store(&race_done, 0);
+        tp_task *s[4], *r[3];
+        pthread_t th;
+        for (int i = 0; i < 4; i++)
+            s[i] = tp_spawn(p, race_sender, (void *)(uintptr_t)(i + 1));
+        for (int i = 0; i < 3; i++)
+            r[i] = tp_spawn(p, race_receiver, NULL);
+        pthread_create(&th, NULL, race_receiver, NULL);
+        for (int i = 0; i < 4; i++) {
+            void *rv = (void *)-1;
+            ck_assert_int_eq(tp_join(s[i], &rv, -1), 0);
+            ck_assert_ptr_null(rv);
+        }
+        atomic_store(&race_done, 1);
+        for (int i = 0; i < 3; i++) {
+            void *rv = (void *)-1;
+            ck_assert_int_eq(tp_join(r[i], &rv, -1), 0);
+            ck_assert_ptr_null(rv);
+        }
+        pthread_join(th, NULL);
+        ck_assert_int_gt(atomic_load(&sent_ok), 0);
+        ck_assert_int_eq(atomic_load(&sent_ok), atomic_load(&recv_ok));
+        ck_assert_int_eq(atomic_load(&sent_sum), atomic_load(&recv_sum));
+        ck_assert_int_eq(tp_chan_destroy(race_ch), 0);
+        tp_pool_destroy(p);
+    }
+}
+END_TEST
+
+/* Plain threads talk to each other through a channel, with no pool at all. */
+static tp_chan *tt_ch;
+
+static void *thread_echo(void *arg)
+{
+    int v;
+    (void)arg;
+    for (int i = 0; i < 2000; i++)
+        if (tp_chan_recv(tt_ch, &v, -1) != 0 || v != i)
+            return (void *)1;
+    return NULL;
+}
+
+START_TEST(test_threads_only)
+{
+    tt_ch = tp_chan_create(sizeof(int), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, thread_echo, NULL);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(tp_chan_send(tt_ch, &i, -1), 0);
+    void *r = (void *)-1;
+    pthread_join(th, &r);
+    ck_assert_ptr_null(r);
+    tp_chan_destroy(tt_ch);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("chan");
+    TCase *tc = tcase_create("semantics");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_create_bad);
+    tcase_add_test(tc, test_buffered_fifo_and_capacity);
+    tcase_add_test(tc, test_unbuffered_needs_partner);
+    tcase_add_test(tc, test_close_semantics);
+    tcase_add_test(tc, test_close_wakes_waiters);
+    tcase_add_test(tc, test_waiting_senders_fifo);
+    tcase_add_test(tc, test_large_elements);
+    tcase_add_test(tc, test_threads_only);
+    suite_add_tcase(s, tc);
+    TCase *stress = tcase_create("concurrency");
+    tcase_set_timeout(stress, 120);
+    tcase_add_test(stress, test_mpmc_unbuffered);
+    tcase_add_test(stress, test_mpmc_buffered);
+    tcase_add_test(stress, test_timeouts_lose_nothing);
+    suite_add_tcase(s, stress);
+    return test_run(s);
+}

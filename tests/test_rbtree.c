@@ -1,0 +1,129 @@
+/* test_rbtree.c -- the intrusive red-black tree behind every ready queue and timer queue:
+ * red-black invariants after every operation, in-order = key order, FIFO among equal
+ * keys, the cached leftmost node, and random insert/remove against a sorted reference. */
+#include "tp_test.h"
+#include "../src/rbtree.h"
+
+#include <string.h>
+
+struct item {
+    struct tp__rbnode node;
+    int64_t key;
+    unsigned seq; /* insertion order, for the FIFO check */
+};
+
+/* Returns the black height of n; fails the test on any red-black violation. */
+static int check_node(const struct tp__rbnode *n, const struct tp__rbnode *parent)
+{
+    if (!n)
+        return 1;
+    ck_assert_ptr_eq((void *)(n->pc & ~(uintptr_t)1), (void *)parent);
+    int red = !(n->pc & 1);
+    if (red) {
+        ck_assert(!n->l || (n->l->pc & 1));
+        ck_assert(!n->r || (n->r->pc & 1));
+    }
+    if (n->l)
+        ck_assert(n->l->key <= n->key);
+    if (n->r)
+        ck_assert(n->r->key >= n->key);
+    int hl = check_node(n->l, n), hr = check_node(n->r, n);
+    ck_assert_int_eq(hl, hr);
+    return hl + !red;
+}
+
+static void check_tree(const struct tp__rbtree *t, size_t expect_n)
+{
+    ck_assert_uint_eq(t->n, expect_n);
+    if (t->root)
+        ck_assert(t->root->pc & 1); /* root is black */
+    check_node(t->root, NULL);
+    const struct tp__rbnode *m = t->root;
+    while (m && m->l)
+        m = m->l;
+    ck_assert_ptr_eq(t->first, m);
+}
+
+START_TEST(test_fifo_among_equals)
+{
+    struct tp__rbtree t;
+    tp__rb_init(&t);
+    struct item it[300];
+    for (unsigned i = 0; i < 300; i++) {
+        it[i].key = (int64_t)(i % 3); /* keys 0,1,2 repeated */
+        it[i].seq = i;
+        tp__rb_insert(&t, &it[i].node, it[i].key);
+        check_tree(&t, i + 1);
+    }
+    /* Take the minimum repeatedly: keys ascend, and within a key insertion order holds. */
+    int64_t last_key = -1;
+    unsigned last_seq = 0;
+    for (unsigned i = 0; i < 300; i++) {
+        struct item *m = (struct item *)t.first;
+        ck_assert(m->key >= last_key);
+        if (m->key == last_key)
+            ck_assert_uint_gt(m->seq, last_seq);
+        last_key = m->key;
+        last_seq = m->seq;
+        tp__rb_remove(&t, &m->node);
+        ck_assert(!tp__rb_linked(&m->node));
+        check_tree(&t, 299 - i);
+    }
+    ck_assert_ptr_null(t.root);
+}
+END_TEST
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+START_TEST(test_random_against_reference)
+{
+    enum { N = 2000 };
+    static struct item it[N];
+    struct tp__rbtree t;
+    tp__rb_init(&t);
+    size_t n = 0;
+    for (unsigned i = 0; i < N; i++)
+        tp__rb_node_init(&it[i].node);
+    for (unsigned round = 0; round < 20000; round++) {
+        struct item *x = &it[rnd() % N];
+        if (tp__rb_linked(&x->node)) {
+            tp__rb_remove(&t, &x->node);
+            n--;
+        } else {
+            x->key = (int64_t)(rnd() % 500) - 250;
+            tp__rb_insert(&t, &x->node, x->key);
+            n++;
+        }
+        if (round % 97 == 0)
+            check_tree(&t, n);
+    }
+    check_tree(&t, n);
+    /* In-order traversal visits exactly the linked items, sorted. */
+    size_t seen = 0;
+    int64_t prev = INT64_MIN;
+    for (struct tp__rbnode *p = t.first; p; p = tp__rb_next(p)) {
+        ck_assert(p->key >= prev);
+        prev = p->key;
+        seen++;
+    }
+    ck_assert_uint_eq(seen, n);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("rbtree");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_fifo_among_equals);
+    tcase_add_test(tc, test_random_against_reference);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}
