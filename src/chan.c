@@ -12,6 +12,7 @@
  * a close and a matching operation never both happen to one waiter.
  */
 #include "chan.h"
+#include "park.h"
 
 /* Refuse sizes whose buffer could not be addressed (the allocator then says ENOMEM for
    what is merely too big for this machine). */
@@ -55,12 +56,16 @@ static void drop_buffer(tp_task *self, void *buf)
         free(buf);
 }
 
-/* Block on q with the lock held; returns 0 or an errno. */
-static int block_on(tp_chan *ch, struct tp__wqueue *q, void *val, int64_t deadline)
+/* Block on q with the lock held; returns 0 or an errno.  Tasks and threads take separate
+   paths on purpose: the thread's wait records live in its own frame, and keeping them out
+   of the task path keeps a parked task's live stack segment (which is copied on every
+   switch) down to a few words per frame. */
+static inline __attribute__((always_inline)) int block_task(tp_chan *ch, struct tp__wqueue *q,
+                                                            tp_task *self, void *val,
+                                                            int64_t deadline)
 {
-    tp_task *self = tp__current();
-    struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
-    struct tp__wnode thread_node, *n = self ? &self->node : &thread_node;
+    struct tp__wait *w = &self->wait;
+    struct tp__wnode *n = &self->node;
     tp__wait_init(w, self);
     w->cancel = tp__wnode_cancel;
     w->obj = n;
@@ -68,12 +73,35 @@ static int block_on(tp_chan *ch, struct tp__wqueue *q, void *val, int64_t deadli
     n->val = val;
     n->index = 0;
     tp__wnode_queue(n, q, &ch->lock);
-    int rc = tp__wait_block(w, &ch->lock, deadline);
-    if (TP__UNLIKELY(rc == ENOMEM)) { /* nothing was parked; the lock is still ours */
-        tp__wq_remove(q, n);
+    if (TP__UNLIKELY(tp__park_here(self, &ch->lock, deadline) < 0)) {
+        tp__wq_remove(q, n); /* nothing was parked; the lock is still ours */
         tp__spin_unlock(&ch->lock);
+        return ENOMEM;
     }
-    return rc;
+    return w->status;
+}
+
+static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue *q, void *val,
+                                                  int64_t deadline)
+{
+    struct tp__wait w;
+    struct tp__wnode n;
+    tp__wait_init(&w, NULL);
+    w.cancel = tp__wnode_cancel;
+    w.obj = &n;
+    n.w = &w;
+    n.val = val;
+    n.index = 0;
+    tp__wnode_queue(&n, q, &ch->lock);
+    return tp__wait_block(&w, &ch->lock, deadline);
+}
+
+static inline int block_on(tp_chan *ch, struct tp__wqueue *q, tp_task *self, void *val,
+                           int64_t deadline)
+{
+    if (self)
+        return block_task(ch, q, self, val, deadline);
+    return block_thread(ch, q, val, deadline);
 }
 
 static int fail(int err)
@@ -115,7 +143,7 @@ int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
     }
     if (val != elem)
         memcpy(val, elem, ch->esz);
-    int rc = block_on(ch, &ch->sendq, val, deadline);
+    int rc = block_on(ch, &ch->sendq, self, val, deadline);
     drop_buffer(self, val);
     return rc ? fail(rc) : 0;
 }
@@ -147,7 +175,7 @@ int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
             tp__spin_unlock(&ch->lock);
             return fail(ENOMEM);
         }
-        int rc = block_on(ch, &ch->recvq, val, deadline);
+        int rc = block_on(ch, &ch->recvq, self, val, deadline);
         if (rc == 0 && val != elem)
             memcpy(elem, val, ch->esz);
         drop_buffer(self, val);

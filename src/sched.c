@@ -23,7 +23,7 @@
  * sets `sleeping` first and tests the queues second (both sequentially consistent), so
  * one of them always sees the other.
  */
-#include "tp_internal.h"
+#include "park.h"
 
 #include <sched.h>
 #include <sys/epoll.h>
@@ -53,28 +53,6 @@ static inline void san_back_in_sched(struct tp__worker *w)
     (void)w;
 #if TP_ASAN
     __sanitizer_finish_switch_fiber(w->asan_fake, NULL, NULL);
-#endif
-}
-
-static inline void san_leave_task(struct tp__worker *w, tp_task *t, bool exiting)
-{
-    (void)w;
-    (void)t;
-    (void)exiting;
-#if TP_ASAN
-    __sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->sched_stack_lo,
-                                   w->sched_stack_size);
-#endif
-#if TP_TSAN
-    __tsan_switch_to_fiber(w->tsan_sched_fiber, 0);
-#endif
-}
-
-static inline void san_back_in_task(tp_task *t)
-{
-    (void)t;
-#if TP_ASAN
-    __sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
 #endif
 }
 
@@ -276,32 +254,9 @@ static void run(struct tp__worker *w, tp_task *t)
     }
 }
 
-/* The task side of a switch.  Always inlined into its caller so that the stack pointer
-   the caller measured for tp__stack_reserve is the one the switch saves. */
-static inline __attribute__((always_inline)) void to_scheduler(struct tp__worker *w,
-                                                               tp_task *t)
-{
-    san_leave_task(w, t, false);
-    tp__ctx_switch(&t->sp, w->sched_sp);
-    san_back_in_task(t);
-}
-
 __attribute__((noinline)) int tp__park(tp_task *t, tp__spin *held, int64_t deadline)
 {
-    struct tp__worker *w = t->worker;
-    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
-        return -1;
-    if (deadline >= 0)
-        tp__timer_add(w, t, deadline);
-    tp__count(&w->st_parked, 1);
-    if (held)
-        tp__spin_unlock(held);
-    w->why = TP__SW_PARK;
-    to_scheduler(w, t);
-    tp__count(&w->st_parked, -1);
-    if (tp__rb_linked(&t->timer))
-        tp__timer_del(w, t);
-    return 0;
+    return tp__park_here(t, held, deadline);
 }
 
 __attribute__((noinline)) int tp__yield_task(tp_task *t)
@@ -314,7 +269,7 @@ __attribute__((noinline)) int tp__yield_task(tp_task *t)
     if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
         return -1;
     w->why = TP__SW_YIELD;
-    to_scheduler(w, t);
+    tp__to_scheduler(w, t);
     return 0;
 }
 

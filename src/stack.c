@@ -109,7 +109,15 @@ int tp__stack_reserve(tp_task *t, char *sp)
 void tp__stack_save(struct tp__worker *w, tp_task *t)
 {
     size_t len = (size_t)(w->stack_hi - (char *)t->sp);
-    TP__ASSERT(len <= t->save_cap);
+    if (TP__UNLIKELY(len > t->save_cap)) {
+        /* The reservation measured the stack pointer a little above the switch (possible
+           in unoptimised builds): grow now; failing here has no caller to report to. */
+        char *p = tp__realloc(t->save, len);
+        TP__ASSERT(p != NULL);
+        tp__count(&w->st_saved_cap, (int64_t)len - (int64_t)t->save_cap);
+        t->save = p;
+        t->save_cap = (uint32_t)len;
+    }
     /* Under ASan the segment holds redzones of the task's frames; they are not ours
        to check and will not describe the next task's frames at these addresses. */
     TP__ASAN_UNPOISON(t->sp, len);

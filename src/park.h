@@ -1,0 +1,65 @@
+/* park.h -- the task side of a switch, inlined where a task blocks.
+ *
+ * Every frame between a task's function and the switch is part of the live segment that
+ * is copied out and back on every park.  Inlining the park into the blocking call (a
+ * channel operation, say) removes one whole frame from every parked task.  The stack
+ * pointer measured for tp__stack_reserve() must be the one the switch saves, so the
+ * measurement and the switch are in the same (always inlined) function body.
+ */
+#ifndef TP_PARK_H
+#define TP_PARK_H
+
+#include "tp_internal.h"
+
+static inline __attribute__((always_inline)) void san_leave_task(struct tp__worker *w, tp_task *t, bool exiting)
+{
+    (void)w;
+    (void)t;
+    (void)exiting;
+#if TP_ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->sched_stack_lo,
+                                   w->sched_stack_size);
+#endif
+#if TP_TSAN
+    __tsan_switch_to_fiber(w->tsan_sched_fiber, 0);
+#endif
+}
+
+static inline __attribute__((always_inline)) void san_back_in_task(tp_task *t)
+{
+    (void)t;
+#if TP_ASAN
+    __sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
+#endif
+}
+
+/* The task side of a switch.  Always inlined into its caller so that the stack pointer
+   the caller measured for tp__stack_reserve is the one the switch saves. */
+static inline __attribute__((always_inline)) void tp__to_scheduler(struct tp__worker *w,
+                                                               tp_task *t)
+{
+    san_leave_task(w, t, false);
+    tp__ctx_switch(&t->sp, w->sched_sp);
+    san_back_in_task(t);
+}
+
+static inline __attribute__((always_inline)) int tp__park_here(tp_task *t, tp__spin *held,
+                                                              int64_t deadline)
+{
+    struct tp__worker *w = t->worker;
+    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
+        return -1;
+    if (deadline >= 0)
+        tp__timer_add(w, t, deadline);
+    tp__count(&w->st_parked, 1);
+    if (held)
+        tp__spin_unlock(held);
+    w->why = TP__SW_PARK;
+    tp__to_scheduler(w, t);
+    tp__count(&w->st_parked, -1);
+    if (tp__rb_linked(&t->timer))
+        tp__timer_del(w, t);
+    return 0;
+}
+
+#endif
