@@ -14,13 +14,15 @@
 #include "chan.h"
 #include "park.h"
 
-/* Refuse sizes whose buffer could not be addressed (the allocator then says ENOMEM for
-   what is merely too big for this machine). */
+/* Element sizes and capacities are 32-bit (smaller channels, and no one needs four
+   billion slots); larger requests, or a buffer over 2^40 bytes, are EINVAL.  Sizes in
+   range that the machine cannot provide are ENOMEM. */
 #define TP__CHAN_MAX ((size_t)1 << 40)
 
 tp_chan *tp_chan_create(size_t esz, size_t cap)
 {
-    if (TP__UNLIKELY(esz == 0 || esz > TP__CHAN_MAX || cap > TP__CHAN_MAX / esz)) {
+    if (TP__UNLIKELY(esz == 0 || esz > UINT32_MAX || cap > UINT32_MAX ||
+                     cap > TP__CHAN_MAX / esz)) {
         errno = EINVAL;
         return NULL;
     }
@@ -31,8 +33,8 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
     }
     tp__spin_init(&ch->lock);
     ch->closed = false;
-    ch->esz = esz;
-    ch->cap = cap;
+    ch->esz = (uint32_t)esz;
+    ch->cap = (uint32_t)cap;
     ch->head = ch->count = 0;
     ch->sendq.head = ch->sendq.tail = NULL;
     ch->recvq.head = ch->recvq.tail = NULL;
@@ -54,6 +56,12 @@ static void drop_buffer(tp_task *self, void *buf)
 {
     if (self && buf != self->inl)
         free(buf);
+}
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
 }
 
 /* Block on q with the lock held; returns 0 or an errno.  Tasks and threads take separate
@@ -104,10 +112,38 @@ static inline int block_on(tp_chan *ch, struct tp__wqueue *q, tp_task *self, voi
     return block_thread(ch, q, val, deadline);
 }
 
-static int fail(int err)
+/* The blocking halves of send and receive, entered with the lock held.  They are
+   separate functions, reached by tail calls, so that the frame of tp_chan_send/recv is
+   not part of a parked task's live segment: only this small frame is. */
+static __attribute__((noinline)) int send_wait(tp_chan *ch, const void *elem, int64_t deadline)
 {
-    errno = err;
-    return -1;
+    tp_task *self = tp__current();
+    void *val = wait_buffer(self, (void *)elem, ch->esz);
+    if (TP__UNLIKELY(!val)) {
+        tp__spin_unlock(&ch->lock);
+        return fail(ENOMEM);
+    }
+    if (val != elem)
+        memcpy(val, elem, ch->esz);
+    int rc = block_on(ch, &ch->sendq, self, val, deadline);
+    drop_buffer(self, val);
+    return rc ? fail(rc) : 0;
+}
+
+static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
+{
+    tp_task *self = tp__current();
+    uint32_t esz = ch->esz;
+    void *val = wait_buffer(self, elem, esz);
+    if (TP__UNLIKELY(!val)) {
+        tp__spin_unlock(&ch->lock);
+        return fail(ENOMEM);
+    }
+    int rc = block_on(ch, &ch->recvq, self, val, deadline);
+    if (rc == 0 && val != elem)
+        memcpy(elem, val, esz);
+    drop_buffer(self, val);
+    return rc ? fail(rc) : 0;
 }
 
 int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
@@ -135,17 +171,7 @@ int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
         tp__spin_unlock(&ch->lock);
         return fail(ETIMEDOUT);
     }
-    tp_task *self = tp__current();
-    void *val = wait_buffer(self, (void *)elem, ch->esz);
-    if (TP__UNLIKELY(!val)) {
-        tp__spin_unlock(&ch->lock);
-        return fail(ENOMEM);
-    }
-    if (val != elem)
-        memcpy(val, elem, ch->esz);
-    int rc = block_on(ch, &ch->sendq, self, val, deadline);
-    drop_buffer(self, val);
-    return rc ? fail(rc) : 0;
+    return send_wait(ch, elem, deadline); /* a tail call: this frame is gone */
 }
 
 int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
@@ -169,17 +195,7 @@ int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
             tp__spin_unlock(&ch->lock);
             return fail(err);
         }
-        tp_task *self = tp__current();
-        void *val = wait_buffer(self, elem, ch->esz);
-        if (TP__UNLIKELY(!val)) {
-            tp__spin_unlock(&ch->lock);
-            return fail(ENOMEM);
-        }
-        int rc = block_on(ch, &ch->recvq, self, val, deadline);
-        if (rc == 0 && val != elem)
-            memcpy(elem, val, ch->esz);
-        drop_buffer(self, val);
-        return rc ? fail(rc) : 0;
+        return recv_wait(ch, elem, deadline); /* a tail call: this frame is gone */
     }
     tp__spin_unlock(&ch->lock);
     if (s)

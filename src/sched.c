@@ -232,7 +232,7 @@ static void run(struct tp__worker *w, tp_task *t)
         if (t->sp) {
             tp__stack_restore(w, t);
         } else {
-            t->worker = w;
+            t->worker = w; /* replaces t->pool, which is w->pool */
             t->sp = tp__ctx_init(w->stack_hi, tp__task_entry, t);
 #if TP_TSAN
             t->tsan_fiber = __tsan_create_fiber(0);

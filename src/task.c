@@ -66,7 +66,9 @@ void tp__task_entry(void *arg)
 {
     tp_task *t = arg;
     tp__task_started(t);
-    t->arg = t->fn(t->arg);
+    void *(*fn)(void *) = t->fn;
+    t->save = NULL; /* shares its word with fn */
+    t->arg = fn(t->arg);
     tp__exit_task(t);
 }
 
@@ -82,7 +84,7 @@ void tp_exit(void *result)
 /* Called by the scheduler once t has switched out for the last time. */
 void tp__task_finish(struct tp__worker *w, tp_task *t)
 {
-    tp_pool *pool = t->pool;
+    tp_pool *pool = w->pool;
     tp__stack_release(w, t);
 #if TP_TSAN
     __tsan_destroy_fiber(t->tsan_fiber);

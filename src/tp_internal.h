@@ -103,8 +103,8 @@ struct tp__wait {
     atomic_int claimed;     /* 0 until someone decides the outcome */
     int status;             /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
     int index;              /* which registration completed (select case) */
-    tp_task *task;          /* the blocked task, or NULL for a plain thread */
     atomic_uint futex;      /* plain thread: becomes 1 when woken */
+    tp_task *task;          /* the blocked task, or NULL for a plain thread */
     tp__cancel_fn *cancel;  /* withdraws the registrations after a timeout */
     void *obj;              /* what cancel works on (channel, mutex, select state...) */
 };
@@ -166,12 +166,16 @@ struct tp_task {
     struct tp__rbnode rq;      /* ready queue node; `l` links the fresh FIFO */
     struct tp__rbnode timer;   /* deadline node in its worker's timer tree */
     void *sp;                  /* saved stack pointer; NULL before the first run */
-    char *save;                /* heap copy of the live segment [sp, top) while swapped out */
+    union {                    /* (fields never needed at the same time share a word) */
+        void *(*fn)(void *);   /* entry function, until the task starts */
+        char *save;            /* then: heap copy of the live segment [sp, top) */
+    };
     uint32_t save_len;         /* bytes in save (0: nothing saved) */
     uint32_t save_cap;         /* bytes allocated for save */
-    struct tp__worker *worker; /* set at the first run, never changed after */
-    tp_pool *pool;             /* the pool it was spawned into */
-    void *(*fn)(void *);       /* entry function */
+    union {
+        tp_pool *pool;             /* the pool it was spawned into, until it starts */
+        struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
+    };
     void *arg;                 /* its argument, then its result */
     uint64_t id;               /* unique, nonzero */
     tp__spin lock;             /* guards state/joiner/detached against the finisher */
