@@ -17,6 +17,10 @@
  * switched out; that is harmless, since only this worker can pick it and this worker is
  * busy running it until the switch completes.
  *
+ * Waking: a task woken by its own worker's thread goes straight into the ready tree,
+ * which only that thread touches; one woken from anywhere else is pushed onto the
+ * worker's lock-free inbox, which the worker drains into the tree before each choice.
+ *
  * Sleeping: a worker with nothing to do spins briefly, then announces `sleeping` and
  * sleeps in epoll_wait on its own epoll set (an eventfd now; sockets later), with the
  * earliest timer as timeout.  Wakers push first and test `sleeping` second; the worker
@@ -68,20 +72,47 @@ void tp__worker_kick(struct tp__worker *w)
     }
 }
 
-void tp__ready_local(struct tp__worker *w, tp_task *t)
+/* From any thread but w's own: push onto w's inbox.  Sequentially consistent, because
+   the sleep protocol needs "push, then look at `sleeping`" (see the top of the file). */
+static void inbox_push(struct tp__worker *w, tp_task *t)
 {
-    tp__spin_lock(&w->lock);
-    tp__rb_insert(&w->ready, &t->rq, t->prio);
-    atomic_fetch_add(&w->nready, 1);
-    tp__spin_unlock(&w->lock);
+    tp_task *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+    do
+        t->rq.l = (struct tp__rbnode *)head; /* rq is the first member of tp_task */
+    while (!atomic_compare_exchange_weak(&w->inbox, &head, t));
 }
 
+/* On w's thread: move everything in the inbox into the ready tree, oldest first. */
+static void drain_inbox(struct tp__worker *w)
+{
+    if (!atomic_load_explicit(&w->inbox, memory_order_relaxed))
+        return;
+    tp_task *t = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+    tp_task *fifo = NULL;
+    while (t) { /* reverse the newest-first stack */
+        tp_task *next = (tp_task *)t->rq.l;
+        t->rq.l = (struct tp__rbnode *)fifo;
+        fifo = t;
+        t = next;
+    }
+    while (fifo) {
+        tp_task *next = (tp_task *)fifo->rq.l;
+        tp__ready_local(w, fifo);
+        fifo = next;
+    }
+}
+
+/* A wake-up from this worker's own thread costs no atomic operation at all; one from
+   elsewhere is a compare-and-swap, plus a write to the eventfd if the worker sleeps. */
 void tp__wake(tp_task *t)
 {
     struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
-    tp__ready_local(w, t);
-    if (w != tp__self_worker)
-        tp__worker_kick(w);
+    if (w == tp__self_worker) {
+        tp__ready_local(w, t);
+        return;
+    }
+    inbox_push(w, t);
+    tp__worker_kick(w);
 }
 
 static void fresh_push(struct tp__worker *w, tp_task *t)
@@ -110,15 +141,23 @@ static tp_task *fresh_pop(struct tp__worker *w)
     return t;
 }
 
-/* Under w->lock. */
 static tp_task *ready_pop(struct tp__worker *w)
 {
     struct tp__rbnode *n = w->ready.first;
     if (!n)
         return NULL;
     tp__rb_remove(&w->ready, n);
-    atomic_fetch_sub(&w->nready, 1);
     return TASK_OF_RQ(n);
+}
+
+static tp_task *fresh_take(struct tp__worker *w)
+{
+    if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
+        return NULL;
+    tp__spin_lock(&w->lock);
+    tp_task *t = fresh_pop(w);
+    tp__spin_unlock(&w->lock);
+    return t;
 }
 
 /* Wake one sleeping worker other than `self` so that it can steal new work. */
@@ -164,22 +203,15 @@ static tp_task *take_next(struct tp__worker *w)
 
 static tp_task *pick(struct tp__worker *w)
 {
-    tp_task *t = NULL;
-    bool woken_first = (w->turn++ & 1) != 0;
-    if (!woken_first && (t = take_next(w)))
+    tp_task *t;
+    drain_inbox(w);
+    if (w->turn++ & 1) { /* woken tasks first this time */
+        if ((t = ready_pop(w)))
+            return t;
+    }
+    if ((t = take_next(w)) || (t = fresh_take(w)))
         return t;
-    if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
-        !atomic_load_explicit(&w->nfresh, memory_order_relaxed))
-        return take_next(w);
-    tp__spin_lock(&w->lock);
-    if (woken_first)
-        t = ready_pop(w);
-    if (!t)
-        t = fresh_pop(w);
-    if (!t)
-        t = ready_pop(w);
-    tp__spin_unlock(&w->lock);
-    return t ? t : take_next(w);
+    return ready_pop(w);
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -204,12 +236,7 @@ static tp_task *steal(struct tp__worker *w)
         struct tp__worker *v = &pool->workers[(start + i) % n];
         if (v == w)
             continue;
-        tp_task *t = NULL;
-        if (atomic_load_explicit(&v->nfresh, memory_order_relaxed)) {
-            tp__spin_lock(&v->lock);
-            t = fresh_pop(v);
-            tp__spin_unlock(&v->lock);
-        }
+        tp_task *t = fresh_take(v);
         if (!t)
             t = take_next(v);
         if (t) {
@@ -262,7 +289,7 @@ __attribute__((noinline)) int tp__park(tp_task *t, tp__spin *held, int64_t deadl
 __attribute__((noinline)) int tp__yield_task(tp_task *t)
 {
     struct tp__worker *w = t->worker;
-    if (!atomic_load_explicit(&w->nready, memory_order_relaxed) &&
+    if (!w->ready.n && !atomic_load_explicit(&w->inbox, memory_order_relaxed) &&
         !atomic_load_explicit(&w->nfresh, memory_order_relaxed) &&
         !atomic_load_explicit(&w->next, memory_order_relaxed))
         return 0; /* nobody else to run: yielding would come straight back */
@@ -286,7 +313,7 @@ void tp__exit_task(tp_task *t)
 
 static bool has_work(struct tp__worker *w)
 {
-    if (atomic_load(&w->nready) || atomic_load(&w->nfresh))
+    if (w->ready.n || atomic_load(&w->inbox) || atomic_load(&w->nfresh))
         return true;
     tp_pool *pool = w->pool;
     for (unsigned i = 0; i < pool->nworkers; i++)
@@ -299,7 +326,7 @@ static void idle(struct tp__worker *w, int64_t deadline)
 {
     tp_pool *pool = w->pool;
     for (int i = 0; i < TP__SPIN_ROUNDS; i++) {
-        if (atomic_load_explicit(&w->nready, memory_order_relaxed))
+        if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             return;
         if ((i & 63) == 63 && has_work(w))
             return;

@@ -200,12 +200,12 @@ enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
 
 struct tp__worker {
     /* --- touched by other threads (waking, stealing) --- */
-    tp__spin lock;               /* guards ready and fresh */
-    struct tp__rbtree ready;     /* parked tasks that were woken, by (prio, FIFO) */
+    _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
+                                    first, linked through rq.l; drained into `ready` */
+    tp__spin lock;               /* guards fresh */
     tp_task *fresh_head;         /* never-run tasks, FIFO, stealable */
     tp_task *fresh_tail;
     atomic_size_t nfresh;        /* length of fresh, readable without the lock */
-    atomic_size_t nready;        /* size of ready, readable without the lock */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
     _Atomic(tp_task *) next;     /* runnext: last task spawned here; idle workers may take it */
     int evfd;                    /* eventfd that wakes the worker */
@@ -222,6 +222,7 @@ struct tp__worker {
     char *stack_hi;              /* top (exclusive, 16-byte aligned) */
     tp_task *owner;              /* task whose frames occupy the shared stack */
     tp_task *current;            /* task running now, NULL in the scheduler */
+    struct tp__rbtree ready;     /* woken tasks by (prio, FIFO); only this thread touches it */
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */
     void *dead_sp;               /* where a finished task's last switch saves its sp */
     enum tp__switch_reason why;  /* why the current task switched out */
@@ -271,7 +272,11 @@ static inline tp_task *tp__current(void)
 /* sched.c */
 void *tp__worker_main(void *arg);
 void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
-void tp__ready_local(struct tp__worker *w, tp_task *t);
+/* Make t ready on w, from w's own thread (a task of w, or w's scheduler). */
+static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
+{
+    tp__rb_insert(&w->ready, &t->rq, t->prio);
+}
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);
 int tp__yield_task(tp_task *t);
