@@ -78,7 +78,7 @@ static void inbox_push(struct tp__worker *w, tp_task *t)
 {
     tp_task *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
     do
-        t->rq.l = (struct tp__rbnode *)head; /* rq is the first member of tp_task */
+        t->inbox_next = head;
     while (!atomic_compare_exchange_weak(&w->inbox, &head, t));
 }
 
@@ -90,13 +90,13 @@ static void drain_inbox(struct tp__worker *w)
     tp_task *t = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
     tp_task *fifo = NULL;
     while (t) { /* reverse the newest-first stack */
-        tp_task *next = (tp_task *)t->rq.l;
-        t->rq.l = (struct tp__rbnode *)fifo;
+        tp_task *next = t->inbox_next;
+        t->inbox_next = fifo;
         fifo = t;
         t = next;
     }
     while (fifo) {
-        tp_task *next = (tp_task *)fifo->rq.l;
+        tp_task *next = fifo->inbox_next;
         tp__ready_local(w, fifo);
         fifo = next;
     }

@@ -4,6 +4,8 @@
  * deadline goes into its worker's timer rbtree (keyed by deadline, FIFO among equals);
  * only that worker's thread touches the tree, so it needs no lock.  The worker fires
  * expired timers before each scheduling decision and sleeps no longer than the earliest.
+ * A task's one rbtree node serves both trees: parked, it sits in the timer tree; woken,
+ * its worker takes it out of the timer tree and puts it in the ready tree.
  * A plain thread waits on a futex with an absolute CLOCK_MONOTONIC timeout instead.
  */
 #include "tp_internal.h"
@@ -30,16 +32,11 @@ int tp__deadline_check(int64_t deadline)
     return 0;
 }
 
-#define T_OF(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, timer)))
+#define T_OF(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, rq)))
 
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline)
 {
-    tp__rb_insert(&w->timers, &t->timer, deadline);
-}
-
-void tp__timer_del(struct tp__worker *w, tp_task *t)
-{
-    tp__rb_remove(&w->timers, &t->timer);
+    tp__rb_insert(&w->timers, &t->rq, deadline);
 }
 
 /* Time out every task whose deadline is <= now.  Returns the earliest remaining deadline

@@ -163,8 +163,10 @@ enum tp__task_state {
 
 /* The control block.  Kept small: with a million parked tasks every word is 8 MB. */
 struct tp_task {
-    struct tp__rbnode rq;      /* ready queue node; `l` links the fresh FIFO */
-    struct tp__rbnode timer;   /* deadline node in its worker's timer tree */
+    struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
+                                  ready tree once woken (the worker moves it); `l` links
+                                  the fresh FIFO of a task that has never run */
+    tp_task *inbox_next;       /* link in a worker's inbox of remote wake-ups */
     void *sp;                  /* saved stack pointer; NULL before the first run */
     union {                    /* (fields never needed at the same time share a word) */
         void *(*fn)(void *);   /* entry function, until the task starts */
@@ -201,7 +203,8 @@ enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
 struct tp__worker {
     /* --- touched by other threads (waking, stealing) --- */
     _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
-                                    first, linked through rq.l; drained into `ready` */
+                                    first, linked through inbox_next; drained into
+                                    `ready` by the worker */
     tp__spin lock;               /* guards fresh */
     tp_task *fresh_head;         /* never-run tasks, FIFO, stealable */
     tp_task *fresh_tail;
@@ -272,9 +275,12 @@ static inline tp_task *tp__current(void)
 /* sched.c */
 void *tp__worker_main(void *arg);
 void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
-/* Make t ready on w, from w's own thread (a task of w, or w's scheduler). */
+/* Make t ready on w, from w's own thread (a task of w, or w's scheduler).  A task that
+   parked with a deadline is still in the timer tree: only this thread may take it out. */
 static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
 {
+    if (tp__rb_linked(&t->rq))
+        tp__rb_remove(&w->timers, &t->rq);
     tp__rb_insert(&w->ready, &t->rq, t->prio);
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
@@ -304,7 +310,6 @@ void tp__task_finish(struct tp__worker *w, tp_task *t);
 /* timer.c */
 int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
-void tp__timer_del(struct tp__worker *w, tp_task *t);
 int tp__deadline_check(int64_t deadline);
 void tp__thread_futex_wait(atomic_uint *word, int64_t deadline);
 void tp__thread_futex_wake(atomic_uint *word);
