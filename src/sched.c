@@ -6,8 +6,9 @@
  *    the number of simultaneously parked tasks small.
  *  - `ready`: tasks that were parked here and have been woken, an rbtree keyed by the
  *    task's priority (lower first), FIFO among equal priorities, so none starves.
- *  - `fresh`: tasks that have never run, FIFO.  Only these may change worker: an idle
- *    worker steals them.  A task that has run stays on its worker for life, because its
+ *  - never-run tasks: a FIFO of those spawned from plain threads and a deque of those
+ *    spawned by this worker's tasks (see fresh_push).  Only these may change worker: an
+ *    idle worker steals them.  A task that has run stays on its worker for life, because its
  *    saved segment is valid only at that worker's stack addresses.
  * The worker alternates between woken tasks and new ones when it has both.
  *
@@ -115,29 +116,80 @@ void tp__wake(tp_task *t)
     tp__worker_kick(w);
 }
 
-static void fresh_push(struct tp__worker *w, tp_task *t)
+/* Never-run tasks wait in two lists, both under w->lock, linked through rq.l (towards
+   the newer end) and rq.r (towards the older end):
+    - inject: tasks spawned from plain threads, taken oldest first (FIFO, fair);
+    - deque: tasks spawned by this worker's tasks.  The worker takes the newest, so
+      spawn-then-join code runs depth first, like calls, and the number of parked tasks
+      stays proportional to the depth; thieves take the oldest, which in divide-and-
+      conquer code is the largest piece of work.  (The classic work-stealing order.) */
+static void list_push(tp_task **head, tp_task **tail, tp_task *t)
 {
     t->rq.l = NULL;
-    tp__spin_lock(&w->lock);
-    if (w->fresh_tail)
-        w->fresh_tail->rq.l = &t->rq;
+    t->rq.r = *tail ? &(*tail)->rq : NULL;
+    if (*tail)
+        (*tail)->rq.l = &t->rq;
     else
-        w->fresh_head = t;
-    w->fresh_tail = t;
+        *head = t;
+    *tail = t;
+}
+
+static tp_task *list_pop_head(tp_task **head, tp_task **tail)
+{
+    tp_task *t = *head;
+    if (!t)
+        return NULL;
+    *head = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+    if (*head)
+        (*head)->rq.r = NULL;
+    else
+        *tail = NULL;
+    return t;
+}
+
+static tp_task *list_pop_tail(tp_task **head, tp_task **tail)
+{
+    tp_task *t = *tail;
+    if (!t)
+        return NULL;
+    *tail = t->rq.r ? TASK_OF_RQ(t->rq.r) : NULL;
+    if (*tail)
+        (*tail)->rq.l = NULL;
+    else
+        *head = NULL;
+    return t;
+}
+
+static void fresh_push(struct tp__worker *w, tp_task *t, bool from_task)
+{
+    tp__spin_lock(&w->lock);
+    if (from_task)
+        list_push(&w->deque_head, &w->deque_tail, t);
+    else
+        list_push(&w->inject_head, &w->inject_tail, t);
     atomic_fetch_add(&w->nfresh, 1);
     tp__spin_unlock(&w->lock);
 }
 
-/* Under w->lock. */
-static tp_task *fresh_pop(struct tp__worker *w)
+/* By the owner (newest of its own first, alternating with the injected FIFO so neither
+   can starve the other) or by a thief (oldest first). */
+static tp_task *fresh_take(struct tp__worker *w, bool owner)
 {
-    tp_task *t = w->fresh_head;
-    if (!t)
+    if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
         return NULL;
-    w->fresh_head = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
-    if (!w->fresh_head)
-        w->fresh_tail = NULL;
-    atomic_fetch_sub(&w->nfresh, 1);
+    tp_task *t;
+    tp__spin_lock(&w->lock);
+    if (owner && (w->turn & 2) && (t = list_pop_head(&w->inject_head, &w->inject_tail)))
+        ;
+    else if (owner && (t = list_pop_tail(&w->deque_head, &w->deque_tail)))
+        ;
+    else if ((t = list_pop_head(&w->inject_head, &w->inject_tail)))
+        ;
+    else
+        t = list_pop_head(&w->deque_head, &w->deque_tail);
+    if (t)
+        atomic_fetch_sub(&w->nfresh, 1);
+    tp__spin_unlock(&w->lock);
     return t;
 }
 
@@ -148,16 +200,6 @@ static tp_task *ready_pop(struct tp__worker *w)
         return NULL;
     tp__rb_remove(&w->ready, n);
     return TASK_OF_RQ(n);
-}
-
-static tp_task *fresh_take(struct tp__worker *w)
-{
-    if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
-        return NULL;
-    tp__spin_lock(&w->lock);
-    tp_task *t = fresh_pop(w);
-    tp__spin_unlock(&w->lock);
-    return t;
 }
 
 /* Wake one sleeping worker other than `self` so that it can steal new work. */
@@ -178,19 +220,18 @@ void tp__place_new(tp_pool *pool, tp_task *t)
 {
     struct tp__worker *self = tp__self_worker;
     if (self && self->pool == pool && self->current) {
-        /* Spawned by a task: keep it close (runnext), unless a worker is idle, in which
-           case make it stealable right away. */
-        if (!atomic_load(&pool->sleepers)) {
-            t = atomic_exchange(&self->next, t);
-            if (!t)
-                return;
-        }
-        fresh_push(self, t);
+        /* Spawned by a task: it runs here next (runnext), which keeps producers and
+           consumers together.  Only when that displaces an earlier child is there a
+           backlog worth waking an idle worker for. */
+        t = atomic_exchange(&self->next, t);
+        if (!t)
+            return;
+        fresh_push(self, t, true);
         wake_idle_worker(pool, self);
         return;
     }
     struct tp__worker *w = &pool->workers[atomic_fetch_add(&pool->rr, 1) % pool->nworkers];
-    fresh_push(w, t);
+    fresh_push(w, t, false);
     tp__worker_kick(w);
 }
 
@@ -209,7 +250,7 @@ static tp_task *pick(struct tp__worker *w)
         if ((t = ready_pop(w)))
             return t;
     }
-    if ((t = take_next(w)) || (t = fresh_take(w)))
+    if ((t = take_next(w)) || (t = fresh_take(w, true)))
         return t;
     return ready_pop(w);
 }
@@ -223,8 +264,23 @@ static uint64_t rng_next(uint64_t *s)
     return *s = x;
 }
 
-/* Take a never-run task from another worker: from its fresh queue, else its runnext
-   slot (it is busy running something else, or it would have taken that itself). */
+/* A victim's runnext task is usually about to run there (its spawner is about to
+   block), and taking it would split a producer from its consumer across threads.  So a
+   thief takes it only when it finds the same task there on two consecutive attempts:
+   then the victim is busy with something else for a while. */
+static tp_task *steal_next(struct tp__worker *w, struct tp__worker *v)
+{
+    tp_task *n = atomic_load_explicit(&v->next, memory_order_relaxed);
+    if (!n || n != w->seen_next) {
+        w->seen_next = n;
+        return NULL;
+    }
+    w->seen_next = NULL;
+    return atomic_compare_exchange_strong(&v->next, &n, NULL) ? n : NULL;
+}
+
+/* Take a never-run task from another worker: the oldest of its queues, else its runnext
+   task if that has been waiting (see steal_next). */
 static tp_task *steal(struct tp__worker *w)
 {
     tp_pool *pool = w->pool;
@@ -236,9 +292,9 @@ static tp_task *steal(struct tp__worker *w)
         struct tp__worker *v = &pool->workers[(start + i) % n];
         if (v == w)
             continue;
-        tp_task *t = fresh_take(v);
+        tp_task *t = fresh_take(v, false);
         if (!t)
-            t = take_next(v);
+            t = steal_next(w, v);
         if (t) {
             tp__count(&w->st_steals, 1);
             return t;

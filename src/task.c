@@ -89,6 +89,10 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
     __tsan_destroy_fiber(t->tsan_fiber);
     t->tsan_fiber = NULL;
 #endif
+    /* Count it finished before anyone can learn that it is: a joiner that returns, or a
+       tp_pool_stats after that, must not still see it live.  (tp_pool_destroy cannot
+       free the pool under us: it joins this worker's thread first.) */
+    tp__pool_task_done(pool);
     tp__spin_lock(&t->lock);
     t->state = TP__DONE;
     struct tp__wait *j = t->joiner;
@@ -99,7 +103,6 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
         free(t);
     else if (j && tp__wait_claim(j))
         tp__wait_complete(j, 0, 0);
-    tp__pool_task_done(pool);
 }
 
 /* A joiner that timed out withdraws itself, unless the finisher already took it. */

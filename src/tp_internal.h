@@ -205,10 +205,12 @@ struct tp__worker {
     _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
                                     first, linked through inbox_next; drained into
                                     `ready` by the worker */
-    tp__spin lock;               /* guards fresh */
-    tp_task *fresh_head;         /* never-run tasks, FIFO, stealable */
-    tp_task *fresh_tail;
-    atomic_size_t nfresh;        /* length of fresh, readable without the lock */
+    tp__spin lock;               /* guards the two queues of never-run tasks below */
+    tp_task *inject_head;        /* spawned from plain threads: FIFO */
+    tp_task *inject_tail;
+    tp_task *deque_head;         /* spawned by tasks here: the worker takes the newest */
+    tp_task *deque_tail;         /* (depth first), thieves the oldest (biggest subtree) */
+    atomic_size_t nfresh;        /* never-run tasks in both, readable without the lock */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
     _Atomic(tp_task *) next;     /* runnext: last task spawned here; idle workers may take it */
     int evfd;                    /* eventfd that wakes the worker */
@@ -232,6 +234,7 @@ struct tp__worker {
     struct tp__rbtree timers;    /* parked tasks with a deadline, by deadline */
     unsigned turn;               /* alternates ready vs fresh so neither starves */
     uint64_t rng;                /* xorshift state (steal victims, select) */
+    tp_task *seen_next;          /* a victim's runnext seen on the last steal attempt */
     void *altstack;              /* sigaltstack for the overflow handler */
 #if TP_TSAN
     void *tsan_sched_fiber;
