@@ -103,14 +103,20 @@ typedef struct tp_case {
     int err;     /* out: 0, or EPIPE when that channel was closed */
 } tp_case;
 
-/* Complete exactly one case; returns its index.  -1/ETIMEDOUT at the deadline. */
+/* Complete exactly one case, chosen uniformly at random among the ready ones; returns
+   its index and sets that case's err (0, or EPIPE: its channel was closed -- a send, or
+   a receive with nothing left to drain).  No other case's err is written.  Cases may
+   name the same channel more than once.  -1/ETIMEDOUT at the deadline (at once for 0).
+   n == 0 with a deadline just sleeps until it.  EINVAL: cases NULL, n == 0 with deadline
+   -1, n > INT_MAX, a case with a NULL channel or elem or a bad op, a deadline below -1.
+   ENOMEM. */
 int tp_select(tp_case *cases, size_t n, int64_t deadline);
 
 /* ------------------------------------------------------------------------ sync ---- */
 
-/* The layouts are public only so that mutexes and conditions can live inside your own
-   structures; touch them only through the functions below.  A tp_mutex or tp_cond that
-   tasks may wait on must not live on a task's stack. */
+/* The layouts are public only so that mutexes, conditions and wait groups can live
+   inside your own structures; touch them only through the functions below.  A tp_mutex,
+   tp_cond or tp_wg that tasks may wait on must not live on a task's stack. */
 typedef struct tp_mutex {
     void *tp_private_[6];
 } tp_mutex;
@@ -119,16 +125,45 @@ typedef struct tp_cond {
     void *tp_private_[4];
 } tp_cond;
 
+/* A mutex owned by a task or a plain thread; not recursive.  Unlock hands it straight
+   to the longest waiter (FIFO, no barging).  A task may park while holding it.
+   lock: EDEADLK when the caller already holds it, ENOMEM when a task could not park.
+   unlock: EPERM when the caller does not hold it.  destroy: EBUSY while it is held or
+   has waiters.  All: EINVAL for NULL. */
 int tp_mutex_init(tp_mutex *m);
 int tp_mutex_lock(tp_mutex *m);
 int tp_mutex_unlock(tp_mutex *m);
 int tp_mutex_destroy(tp_mutex *m);
 
+/* A condition variable without spurious wake-ups: tp_cond_wait returns 0 only after a
+   signal or broadcast, -1/ETIMEDOUT at the deadline, and in both cases (and for ENOMEM)
+   holds m again before it returns.  Signal wakes the longest waiter, broadcast all.
+   wait: EPERM when the caller does not hold m, EINVAL for a deadline below -1,
+   ENOMEM (m still held, nothing released) when a task could not park.
+   destroy: EBUSY while a party waits. */
 int tp_cond_init(tp_cond *c);
 int tp_cond_wait(tp_cond *c, tp_mutex *m, int64_t deadline);
 int tp_cond_signal(tp_cond *c);
 int tp_cond_broadcast(tp_cond *c);
 int tp_cond_destroy(tp_cond *c);
+
+/* ----------------------------------------------------------------- wait groups ---- */
+
+/* A counter that parties wait to see reach zero (fan-out / fan-in). */
+typedef struct tp_wg {
+    void *tp_private_[4];
+} tp_wg;
+
+int tp_wg_init(tp_wg *wg);
+/* Add delta (may be negative) to the counter; reaching zero releases every waiter.
+   EINVAL (counter unchanged) when it would go below zero, EOVERFLOW above INT64_MAX. */
+int tp_wg_add(tp_wg *wg, int64_t delta);
+/* tp_wg_add(wg, -1). */
+int tp_wg_done(tp_wg *wg);
+/* Return once the counter is zero (at once if it is); -1/ETIMEDOUT at the deadline. */
+int tp_wg_wait(tp_wg *wg, int64_t deadline);
+/* EBUSY while a party waits. */
+int tp_wg_destroy(tp_wg *wg);
 
 /* ----------------------------------------------------------------------- stats ---- */
 
