@@ -347,8 +347,9 @@ __attribute__((noinline)) int tp__yield_task(tp_task *t)
     struct tp__worker *w = t->worker;
     if (!w->ready.n && !atomic_load_explicit(&w->inbox, memory_order_relaxed) &&
         !atomic_load_explicit(&w->nfresh, memory_order_relaxed) &&
-        !atomic_load_explicit(&w->next, memory_order_relaxed))
-        return 0; /* nobody else to run: yielding would come straight back */
+        !atomic_load_explicit(&w->next, memory_order_relaxed) &&
+        (!w->timers.first || w->timers.first->key > tp_now()))
+        return 0; /* nobody else to run (nor a timer due): it would come straight back */
     if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
         return -1;
     w->why = TP__SW_YIELD;
