@@ -56,8 +56,7 @@ static inline __attribute__((always_inline)) int tp__park_here(tp_task *t, tp__s
         tp__spin_unlock(held);
     w->why = TP__SW_PARK;
     tp__to_scheduler(w, t);
-    tp__count(&w->st_parked, -1); /* (its timer left the tree when it was woken) */
-    return 0;
+    return 0; /* (its waker counted it unparked and took it out of the timer tree) */
 }
 
 #endif

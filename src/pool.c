@@ -19,8 +19,10 @@ static int worker_init(tp_pool *pool, struct tp__worker *w, unsigned index)
     w->index = index;
     w->rng = 0x9E3779B97F4A7C15ull * (index + 1);
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->evfd < 0)
+        return -1;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (w->evfd < 0 || w->epfd < 0)
+    if (w->epfd < 0)
         return -1;
     /* data.ptr NULL marks the wake-up eventfd; I/O registrations will carry pointers. */
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -91,9 +93,12 @@ tp_pool *tp_pool_create(const tp_pool_attr *attr)
     pool->workers = tp__calloc(n, sizeof *pool->workers);
     if (!pool->workers)
         goto fail;
-    for (; i < n; i++)
-        if (worker_init(pool, &pool->workers[i], i) < 0)
+    for (; i < n; i++) {
+        if (worker_init(pool, &pool->workers[i], i) < 0) {
+            err = errno; /* EMFILE/ENFILE (descriptors) or ENOMEM */
             goto fail_worker;
+        }
+    }
     if (tp__stack_register(pool) < 0)
         goto fail;
     for (; started < n; started++) {
@@ -149,6 +154,8 @@ int tp_pool_destroy(tp_pool *pool)
     if (tp_pool_wait(pool) < 0)
         return -1;
     stop_workers(pool, pool->nworkers);
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        tp__done_free_all(&pool->workers[i]); /* finished, never joined nor detached */
     tp__stack_unregister(pool);
     pool_free(pool, pool->nworkers);
     return 0;
@@ -163,7 +170,11 @@ int tp_pool_stats(tp_pool *pool, tp_stats *out)
     memset(out, 0, sizeof *out);
     for (unsigned i = 0; i < pool->nworkers; i++) {
         struct tp__worker *w = &pool->workers[i];
-        out->tasks_parked += atomic_load_explicit(&w->st_parked, memory_order_relaxed);
+        /* woken first, parked last: a task counted woken was counted parked before */
+        uint64_t woken = atomic_load_explicit(&w->st_woken, memory_order_relaxed) +
+                         atomic_load_explicit(&w->st_rwoken, memory_order_relaxed);
+        uint64_t parked = atomic_load_explicit(&w->st_parked, memory_order_acquire);
+        out->tasks_parked += parked > woken ? parked - woken : 0;
         out->saved_bytes += atomic_load_explicit(&w->st_saved, memory_order_relaxed);
         out->saved_capacity += atomic_load_explicit(&w->st_saved_cap, memory_order_relaxed);
         out->switches += atomic_load_explicit(&w->st_switches, memory_order_relaxed);

@@ -109,9 +109,11 @@ void tp__wake(tp_task *t)
 {
     struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
     if (w == tp__self_worker) {
+        tp__count(&w->st_woken, 1);
         tp__ready_local(w, t);
         return;
     }
+    atomic_fetch_add_explicit(&w->st_rwoken, 1, memory_order_relaxed);
     inbox_push(w, t);
     tp__worker_kick(w);
 }
@@ -200,6 +202,45 @@ static tp_task *ready_pop(struct tp__worker *w)
         return NULL;
     tp__rb_remove(&w->ready, n);
     return TASK_OF_RQ(n);
+}
+
+/* ------------------------------------------------- finished, not yet released ---- */
+
+/* A task that finished before anyone joined or detached it waits on its worker's `done`
+   list until tp_join/tp_detach releases it, or tp_pool_destroy frees it.  Its rbtree
+   node is idle by then, so its links serve. */
+void tp__done_add(struct tp__worker *w, tp_task *t)
+{
+    tp__spin_lock(&w->lock);
+    t->rq.l = w->done ? &w->done->rq : NULL;
+    t->rq.r = NULL;
+    if (w->done)
+        w->done->rq.r = &t->rq;
+    w->done = t;
+    tp__spin_unlock(&w->lock);
+}
+
+void tp__done_remove(tp_task *t)
+{
+    struct tp__worker *w = t->worker;
+    tp__spin_lock(&w->lock);
+    if (t->rq.r)
+        TASK_OF_RQ(t->rq.r)->rq.l = t->rq.l;
+    else
+        w->done = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+    if (t->rq.l)
+        TASK_OF_RQ(t->rq.l)->rq.r = t->rq.r;
+    tp__spin_unlock(&w->lock);
+}
+
+/* tp_pool_destroy, after the worker thread has stopped. */
+void tp__done_free_all(struct tp__worker *w)
+{
+    while (w->done) {
+        tp_task *t = w->done;
+        w->done = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+        free(t);
+    }
 }
 
 /* Wake one sleeping worker other than `self` so that it can steal new work. */

@@ -218,7 +218,7 @@ static int try_cases(struct sel *s, struct tp__wnode **wake)
 
 /* ------------------------------------------------------------ registrations ---- */
 
-#define ALIGN16(x) (((x) + 15) & ~(size_t)15)
+#define ALIGN16(x) (((size_t)(x) + 15) & ~(size_t)15) /* (size_t first: esz is 32-bit) */
 
 /* The heap block for n nodes plus, for a task, one value buffer per case (a send's
    buffer holds a copy of its value: the task's elem may be copied away).  NULL on
@@ -276,11 +276,11 @@ static void reg_withdraw(struct reg *r)
 
 static void reg_cancel(struct tp__wait *w) { reg_withdraw(w->obj); }
 
-/* Register everywhere (the caller holds all the locks, which this releases), block,
-   withdraw.  The completed case's index, or -ETIMEDOUT. */
-static int block(struct sel *s, struct reg *r, tp_task *self, int64_t deadline)
+/* Register everywhere with wait w (the caller holds all the locks, which this
+   releases), block, withdraw.  The completed case's index, or -ETIMEDOUT. */
+static int block(struct sel *s, struct reg *r, struct tp__wait *w, tp_task *self,
+                 int64_t deadline)
 {
-    struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
     tp__wait_init(w, self);
     w->cancel = reg_cancel;
     w->obj = r;
@@ -299,6 +299,15 @@ static int block(struct sel *s, struct reg *r, tp_task *self, int64_t deadline)
         memcpy(c->elem, n->val, c->ch->esz);
     c->err = status;
     return w->index;
+}
+
+/* A plain thread's wait lives in this frame (its stack stays put); kept out of the task
+   path, whose frames are copied on every switch while it is parked. */
+static __attribute__((noinline)) int block_thread(struct sel *s, struct reg *r,
+                                                  int64_t deadline)
+{
+    struct tp__wait w;
+    return block(s, r, &w, NULL, deadline);
 }
 
 /* Try, and if nothing is ready and the deadline allows, register and block.  The
@@ -330,7 +339,7 @@ static int run(struct sel *s, int64_t deadline)
             return -ENOMEM;
         }
     }
-    int rc = block(s, r, self, deadline);
+    int rc = self ? block(s, r, &self->wait, self, deadline) : block_thread(s, r, deadline);
     free(r);
     return rc;
 }

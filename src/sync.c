@@ -29,23 +29,42 @@ __attribute__((noinline)) int tp__park_reserve(tp_task *t)
     return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN);
 }
 
-int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadline)
+/* Fill w and n (the caller's registration) and queue n on q. */
+static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
+                       struct tp__wqueue *q, tp__spin *lock, void *val)
 {
-    tp_task *self = tp__current();
-    /* A task's registration lives in its control block: its stack may be copied away
-       while others look at the node.  A plain thread's stack stays put. */
-    struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
-    struct tp__wnode thread_node, *n = self ? &self->node : &thread_node;
     tp__wait_init(w, self);
-    w->cancel = tp__wnode_cancel;
+    w->cancel = tp__wnode_cancel; /* a deadline unqueues n */
     w->obj = n;
     n->w = w;
     n->val = val;
     n->index = 0;
     tp__wnode_queue(n, q, lock);
-    int rc = tp__wait_block(w, lock, deadline);
+}
+
+/* A plain thread's registration lives in this frame: its stack stays put.  Kept out of
+   the task path so that a parked task's live segment (copied on every switch) does not
+   carry these unused records. */
+static __attribute__((noinline)) int block_thread(struct tp__wqueue *q, tp__spin *lock,
+                                                  void *val, int64_t deadline)
+{
+    struct tp__wait w;
+    struct tp__wnode n;
+    queue_self(&w, &n, NULL, q, lock, val);
+    return tp__wait_block(&w, lock, deadline); /* a thread cannot fail with ENOMEM */
+}
+
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadline)
+{
+    tp_task *self = tp__current();
+    if (!self)
+        return block_thread(q, lock, val, deadline);
+    /* A task's registration lives in its control block: its stack may be copied away
+       while others look at the node. */
+    queue_self(&self->wait, &self->node, self, q, lock, val);
+    int rc = tp__wait_block(&self->wait, lock, deadline);
     if (TP__UNLIKELY(rc == ENOMEM)) /* nothing parked; the lock is still ours */
-        tp__wq_remove(q, n);
+        tp__wq_remove(q, &self->node);
     return rc;
 }
 
@@ -196,19 +215,13 @@ int tp_cond_init(tp_cond *pc)
     return 0;
 }
 
-/* Queue on c, release m, block; 0 or ETIMEDOUT.  The caller holds m. */
-static int cond_block(struct cond *c, struct mutex *m, tp_task *self, int64_t deadline)
+/* Queue on c (w and n are the caller's registration), release m, block; 0 or
+   ETIMEDOUT.  The caller holds m. */
+static int cond_block(struct cond *c, struct mutex *m, struct tp__wait *w,
+                      struct tp__wnode *n, tp_task *self, int64_t deadline)
 {
-    struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
-    struct tp__wnode thread_node, *n = self ? &self->node : &thread_node;
-    tp__wait_init(w, self);
-    w->cancel = tp__wnode_cancel; /* the deadline unqueues us from c */
-    w->obj = n;
-    n->w = w;
-    n->val = NULL;
-    n->index = 0;
     tp__spin_lock(&c->lock);
-    tp__wnode_queue(n, &c->waiters, &c->lock);
+    queue_self(w, n, self, &c->waiters, &c->lock, NULL);
     tp__spin_unlock(&c->lock);
     int released = release(m, identity(self));
     TP__ASSERT(released == 0); /* the caller checked that it holds m */
@@ -216,6 +229,15 @@ static int cond_block(struct cond *c, struct mutex *m, tp_task *self, int64_t de
     int rc = tp__wait_block(w, NULL, deadline);
     TP__ASSERT(rc == 0 || rc == ETIMEDOUT); /* ENOMEM ruled out by tp__park_reserve */
     return rc;
+}
+
+/* A plain thread's registration, in its own (unmoving) frame. */
+static __attribute__((noinline)) int cond_block_thread(struct cond *c, struct mutex *m,
+                                                       int64_t deadline)
+{
+    struct tp__wait w;
+    struct tp__wnode n;
+    return cond_block(c, m, &w, &n, NULL, deadline);
 }
 
 int tp_cond_wait(tp_cond *pc, tp_mutex *pm, int64_t deadline)
@@ -232,7 +254,8 @@ int tp_cond_wait(tp_cond *pc, tp_mutex *pm, int64_t deadline)
        released the re-acquire below must not fail. */
     if (self && TP__UNLIKELY(tp__park_reserve(self) < 0))
         return fail(ENOMEM);
-    int rc = cond_block(COND(pc), m, self, deadline);
+    int rc = self ? cond_block(COND(pc), m, &self->wait, &self->node, self, deadline)
+                  : cond_block_thread(COND(pc), m, deadline);
     int relocked = acquire(m, self);
     TP__ASSERT(relocked == 0);
     return rc ? fail(rc) : 0;

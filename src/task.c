@@ -94,6 +94,8 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
        free the pool under us: it joins this worker's thread first.) */
     tp__pool_task_done(pool);
     tp__spin_lock(&t->lock);
+    if (!t->detached) /* before DONE is visible: nobody can release it before this */
+        tp__done_add(w, t);
     t->state = TP__DONE;
     struct tp__wait *j = t->joiner;
     bool detached = t->detached;
@@ -119,6 +121,7 @@ static int reap(tp_task *t, void **result)
 {
     if (result)
         *result = t->arg;
+    tp__done_remove(t);
     free(t);
     return 0;
 }
@@ -176,6 +179,7 @@ int tp_detach(tp_task *t)
     }
     if (t->state == TP__DONE) {
         tp__spin_unlock(&t->lock);
+        tp__done_remove(t);
         free(t);
         return 0;
     }

@@ -53,6 +53,7 @@ int64_t tp__timer_fire(struct tp__worker *w, int64_t now)
         if (t->wait.cancel)
             t->wait.cancel(&t->wait);
         t->wait.status = ETIMEDOUT;
+        tp__count(&w->st_woken, 1);
         tp__ready_local(w, t);
     }
     return n ? n->key : -1;

@@ -248,7 +248,12 @@ struct tp__worker {
     unsigned valgrind_id;
 #endif
     /* statistics, single writer */
-    tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_steals,
+    tp_task *done;               /* finished tasks nobody joined or detached yet, linked
+                                    through rq.l/rq.r, under `lock`: freed by
+                                    tp_pool_destroy if still there */
+    /* tasks parked here = st_parked - st_woken - st_rwoken (woken is not parked) */
+    _Atomic uint64_t st_rwoken;  /* woken by other threads (atomic add) */
+    tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_woken, st_steals,
         st_sleeps;
 };
 
@@ -291,6 +296,10 @@ int tp__park(tp_task *t, tp__spin *held, int64_t deadline);
 int tp__yield_task(tp_task *t);
 __attribute__((noreturn)) void tp__exit_task(tp_task *t);
 void tp__worker_kick(struct tp__worker *w); /* interrupt its sleep */
+
+void tp__done_add(struct tp__worker *w, tp_task *t);
+void tp__done_remove(tp_task *t);
+void tp__done_free_all(struct tp__worker *w);
 
 /* stack.c */
 int tp__stack_create(struct tp__worker *w, size_t size);

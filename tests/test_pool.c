@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 START_TEST(test_create_defaults)
@@ -219,6 +220,44 @@ START_TEST(test_stats_count_switches_and_copies)
 }
 END_TEST
 
+/* Tasks that finish without being joined or detached are freed by tp_pool_destroy (the
+   ASan build's LeakSanitizer fails this test if they are not). */
+START_TEST(test_destroy_frees_unreleased)
+{
+    tp_pool *p = test_pool(2);
+    for (int i = 0; i < 100; i++)
+        ck_assert_ptr_nonnull(tp_spawn(p, use_8k, NULL));
+    tp_task *j = tp_spawn(p, use_8k, NULL);
+    ck_assert_int_eq(tp_pool_wait(p), 0);
+    ck_assert_int_eq(tp_join(j, NULL, -1), 0); /* one released normally, among them */
+    tp_stats st;
+    tp_pool_stats(p, &st);
+    ck_assert_uint_eq(st.tasks_live, 0);
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Out of file descriptors is EMFILE, not ENOMEM, and nothing is left behind. */
+START_TEST(test_create_out_of_descriptors)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    int fd;
+    while ((fd = dup(0)) >= 0 && fd < 64) /* make sure the low descriptors are used */
+        ;
+    struct rlimit low = {.rlim_cur = (rlim_t)(fd < 0 ? 64 : fd + 1), .rlim_max = rl.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (dup(0) >= 0) /* use up every descriptor left */
+        ;
+    tp_pool_attr a = {.workers = 2, .stack_size = 0};
+    ck_assert_err(tp_pool_create(&a), EMFILE);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    tp_pool *p = tp_pool_create(&a); /* and with descriptors to spare, it works */
+    ck_assert_ptr_nonnull(p);
+    tp_pool_destroy(p);
+}
+END_TEST
+
 START_TEST(test_version)
 {
     char v[32];
@@ -240,6 +279,8 @@ int main(void)
     tcase_add_test(tc, test_destroy_waits_for_parked);
     tcase_add_test(tc, test_two_pools);
     tcase_add_test(tc, test_stats_count_switches_and_copies);
+    tcase_add_test(tc, test_destroy_frees_unreleased);
+    tcase_add_test(tc, test_create_out_of_descriptors);
     tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     return test_run(s);
