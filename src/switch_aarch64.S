@@ -29,13 +29,13 @@
  *   sp+72   x28              \
  *   sp+64   x27               |
  *   sp+56   x26               |
- *   sp+48   x25               |
- *   sp+40   x24               |  callee-saved
+ *   sp+48   x25               |  callee-saved
+ *   sp+40   x24               |
  *   sp+32   x23               |
  *   sp+24   x22               |
- *   sp+16   x21               |
- *   sp+8    x20              /   ... a new task's argument
- *   sp+0    x19                  callee-saved; a new task's entry function
+ *   sp+16   x21              /
+ *   sp+8    x20              callee-saved; a new task's argument
+ *   sp+0    x19              callee-saved; a new task's entry function
  *
  * sp itself is stored through the first argument.  Not saved: x0-x17 and all of v0-v31
  * beyond d8-d15 (caller-saved, dead across a call); x18 (a temporary on Linux; code

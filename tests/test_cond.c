@@ -8,6 +8,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/* Fault injection (util.c): the Nth allocation from now fails. */
+extern _Atomic long tp__alloc_countdown;
+
 static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
 
 /* Run fn(arg) as a task of a fresh pool and return its result. */
@@ -89,6 +92,32 @@ START_TEST(test_cond_errors)
         ck_assert_ptr_null(in_a_task ? in_task(errors, x) : errors(x));
         ck_assert_int_eq(tp_mutex_destroy(&x->m), 0);
     }
+    free(x);
+}
+END_TEST
+
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail.
+   The wait must fail before releasing anything. */
+static void *wait_without_memory(void *arg)
+{
+    struct pair *x = arg;
+    tp_mutex_lock(&x->m);
+    atomic_store(&tp__alloc_countdown, 1);
+    int rc = tp_cond_wait(&x->c, &x->m, -1);
+    int err = errno;
+    atomic_store(&tp__alloc_countdown, 0);
+    int still_held = tp_mutex_unlock(&x->m) == 0;
+    return (void *)(intptr_t)(rc == -1 && err == ENOMEM && still_held);
+}
+
+START_TEST(test_cond_enomem)
+{
+    struct pair *x = malloc(sizeof *x);
+    tp_mutex_init(&x->m);
+    tp_cond_init(&x->c);
+    ck_assert_ptr_eq(in_task(wait_without_memory, x), (void *)1);
+    ck_assert_int_eq(tp_cond_destroy(&x->c), 0);
+    ck_assert_int_eq(tp_mutex_destroy(&x->m), 0);
     free(x);
 }
 END_TEST
@@ -341,7 +370,7 @@ END_TEST
 
 /* --------------------------------------------- deadlines racing with signals ---- */
 
-#define RACE_ROUNDS 400
+#define RACE_ROUNDS 300
 
 struct race {
     tp_mutex m;
@@ -380,10 +409,7 @@ static void *signaller(void *arg)
         r->signals++;
         tp_cond_signal(&r->c);
         tp_mutex_unlock(&r->m);
-        if (tp_self())
-            tp_yield();
-        else
-            sched_yield();
+        tp_sleep(in_ms(1)); /* the pace of the waiters' deadlines: both outcomes occur */
     }
     return NULL;
 }
@@ -417,6 +443,7 @@ static Suite *cond_suite(void)
     TCase *tc = tcase_create("cond");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cond_errors);
+    tcase_add_test(tc, test_cond_enomem);
     tcase_add_test(tc, test_cond_timeout_reacquires);
     tcase_add_test(tc, test_cond_signal_fifo);
     tcase_add_test(tc, test_cond_broadcast);

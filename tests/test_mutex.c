@@ -7,18 +7,17 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/* Fault injection (util.c): the Nth allocation from now fails. */
+extern _Atomic long tp__alloc_countdown;
+
 static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
 
 /* Block the calling plain thread until at least n tasks of p are parked. */
 static void wait_parked(tp_pool *p, uint64_t n)
 {
     tp_stats st;
-    for (;;) {
-        ck_assert_int_eq(tp_pool_stats(p, &st), 0);
-        if (st.tasks_parked >= n)
-            return;
+    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
         sched_yield();
-    }
 }
 
 /* ------------------------------------------------------------------- errors ---- */
@@ -69,6 +68,32 @@ START_TEST(test_mutex_errors)
 }
 END_TEST
 
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail. */
+static void *lock_without_memory(void *arg)
+{
+    atomic_store(&tp__alloc_countdown, 1);
+    int rc = tp_mutex_lock(arg);
+    int err = errno;
+    atomic_store(&tp__alloc_countdown, 0);
+    return (void *)(intptr_t)(rc == -1 && err == ENOMEM);
+}
+
+START_TEST(test_mutex_enomem)
+{
+    tp_pool *p = test_pool(1);
+    tp_mutex *m = malloc(sizeof *m);
+    tp_mutex_init(m);
+    ck_assert_int_eq(tp_mutex_lock(m), 0);
+    void *ok = NULL;
+    ck_assert_int_eq(tp_join(tp_spawn(p, lock_without_memory, m), &ok, -1), 0);
+    ck_assert_ptr_eq(ok, (void *)1);
+    ck_assert_int_eq(tp_mutex_unlock(m), 0);
+    ck_assert_int_eq(tp_mutex_destroy(m), 0); /* the failed locker left no trace */
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+    free(m);
+}
+END_TEST
+
 /* A task holds it: a plain thread cannot unlock it. */
 static void *hold_and_check_thread(void *arg)
 {
@@ -101,7 +126,7 @@ END_TEST
 
 /* --------------------------------------------------------------- contention ---- */
 
-#define ITERS 20000
+#define ITERS 10000
 
 struct counter {
     tp_mutex m;
@@ -120,7 +145,7 @@ static void *hammer(void *arg)
         if (atomic_exchange(&c->inside, 1))
             atomic_fetch_add(&c->overlaps, 1);
         c->value++;
-        if (task && i % 2000 == 999)
+        if (task && i % 1000 == 999)
             tp_sleep(in_ms(1)); /* park while holding it */
         else if (task && i % 100 == 50)
             tp_yield();
@@ -292,6 +317,7 @@ static Suite *mutex_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mutex_errors);
     tcase_add_test(tc, test_mutex_owner_is_task);
+    tcase_add_test(tc, test_mutex_enomem);
     tcase_add_test(tc, test_mutex_contention);
     tcase_add_test(tc, test_mutex_fifo_handoff);
     tcase_add_test(tc, test_mutex_park_while_holding);

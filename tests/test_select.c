@@ -20,12 +20,8 @@ static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
 static void wait_parked(tp_pool *p, uint64_t n)
 {
     tp_stats st;
-    for (;;) {
-        ck_assert_int_eq(tp_pool_stats(p, &st), 0);
-        if (st.tasks_parked >= n)
-            return;
+    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
         sched_yield();
-    }
 }
 
 /* Run fn(arg) as a task of a fresh pool and return its result. */
@@ -84,44 +80,59 @@ END_TEST
 
 /* k always-ready cases, ROUNDS selects: each case must be chosen close to ROUNDS/k
    times.  The bound is 8 standard deviations of the binomial count: a fair select fails
-   it with probability far below 1e-12; one that favours the first ready case, or the
-   case after a given one, fails it always. */
+   it with probability far below 1e-12; one that favours the first ready case fails it
+   always.  With `gap`, a never-ready case sits among them at index 1: a select that
+   starts at a random case and scans on would pick the case after it twice as often. */
+static void fairness_round(int recv, int k, int gap)
+{
+    int n = k + gap, bad = 0;
+    tp_chan *ch[5];
+    tp_case c[5];
+    int val[5] = {0};
+    long count[5] = {0};
+    /* no ck_assert inside the loops: in fork mode each one is a write to a pipe */
+    for (int i = 0; i < n; i++) {
+        bool blocked = gap && i == 1;
+        ch[i] = tp_chan_create(sizeof(int), blocked ? 0 : ROUNDS);
+        ck_assert_ptr_nonnull(ch[i]);
+        for (int j = 0; recv && !blocked && j < ROUNDS; j++)
+            bad += tp_chan_send(ch[i], &j, 0) != 0;
+        c[i] = mk(ch[i], recv ? TP_RECV : TP_SEND, &val[i]);
+    }
+    for (int r = 0; r < ROUNDS && !bad; r++) {
+        int i = tp_select(c, (size_t)n, 0);
+        if (i < 0 || i >= n || c[i].err != 0) {
+            bad++;
+            break;
+        }
+        c[i].err = SENTINEL;
+        if (recv && val[i] != (int)count[i]) /* each channel delivers in order */
+            bad++;
+        count[i]++;
+    }
+    ck_assert_int_eq(bad, 0);
+    double p = 1.0 / k, mean = ROUNDS * p;
+    double bound = 8.0 * __builtin_sqrt(ROUNDS * p * (1 - p));
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(c[i].err, SENTINEL);
+        if (gap && i == 1) {
+            ck_assert_int_eq(count[i], 0);
+            continue;
+        }
+        ck_assert_msg(count[i] > mean - bound && count[i] < mean + bound,
+                      "k=%d gap=%d case %d chosen %ld times of %d", k, gap, i, count[i],
+                      ROUNDS);
+    }
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(tp_chan_destroy(ch[i]), 0);
+}
+
 static void *fairness(void *arg)
 {
     int recv = (int)(intptr_t)arg;
-    for (int k = 2; k <= 4; k++) {
-        tp_chan *ch[4];
-        tp_case c[4];
-        int val[4] = {0};
-        long count[4] = {0};
-        for (int i = 0; i < k; i++) {
-            ch[i] = tp_chan_create(sizeof(int), ROUNDS);
-            ck_assert_ptr_nonnull(ch[i]);
-            for (int j = 0; recv && j < ROUNDS; j++)
-                ck_assert_int_eq(tp_chan_send(ch[i], &j, 0), 0);
-            c[i] = mk(ch[i], recv ? TP_RECV : TP_SEND, &val[i]);
-        }
-        for (int r = 0; r < ROUNDS; r++) {
-            int i = tp_select(c, (size_t)k, 0);
-            ck_assert_msg(i >= 0 && i < k, "select returned %d, errno %d", i, errno);
-            ck_assert_int_eq(c[i].err, 0);
-            c[i].err = SENTINEL;
-            if (recv) /* each channel delivers its own values in order */
-                ck_assert_int_eq(val[i], (int)count[i]);
-            count[i]++;
-        }
-        double p = 1.0 / k, mean = ROUNDS * p;
-        double bound = 8.0 * __builtin_sqrt(ROUNDS * p * (1 - p));
-        for (int i = 0; i < k; i++) {
-            ck_assert_msg(count[i] > mean - bound && count[i] < mean + bound,
-                          "k=%d case %d chosen %ld times of %d", k, i, count[i], ROUNDS);
-            ck_assert_int_eq(c[i].err, SENTINEL);
-            if (!recv)
-                ck_assert_int_eq(tp_chan_recv(ch[i], &val[i], 0) == 0, count[i] > 0);
-        }
-        for (int i = 0; i < k; i++)
-            ck_assert_int_eq(tp_chan_destroy(ch[i]), 0);
-    }
+    for (int k = 2; k <= 4; k++)
+        for (int gap = 0; gap <= 1; gap++)
+            fairness_round(recv, k, gap);
     return NULL;
 }
 
@@ -346,6 +357,10 @@ static void *no_memory(void *arg)
     tp_case c[MANY];
     for (int i = 0; i < MANY; i++)
         c[i] = mk(a, TP_RECV, &w[i]);
+    if (tp_self()) { /* a task that never parked: the 2nd allocation saves its stack */
+        atomic_store(&tp__alloc_countdown, 2);
+        ck_assert_err(tp_select(c, 1, in_ms(5000)), ENOMEM);
+    }
     atomic_store(&tp__alloc_countdown, 1); /* the registration block */
     ck_assert_err(tp_select(c, 1, in_ms(5000)), ENOMEM);
     atomic_store(&tp__alloc_countdown, 1); /* the scratch arrays of a large select */
@@ -407,6 +422,8 @@ static void *producer(void *arg)
     struct race *r = ro->r;
     for (int i = 0; i < PER; i++) {
         struct msg m = make_msg((uint64_t)ro->id * PER + (uint64_t)i);
+        if (i % 200 == 199) /* a pause: consumers' deadlines expire meanwhile */
+            tp_sleep(in_ms(3));
         if (i % 5 == 4) { /* now and then a plain send */
             if (tp_chan_send(r->ch[i % NCH], &m, -1) < 0)
                 atomic_fetch_add(&r->bad, 1);
@@ -443,6 +460,7 @@ static void *consumer(void *arg)
     struct msg m[NCH];
     tp_case c[NCH];
     size_t n = NCH;
+    long last_epoch = 0;
     for (int k = 0; k < NCH; k++)
         c[k] = mk(r->ch[k], TP_RECV, &m[k]);
     while (n > 0) {
@@ -462,6 +480,11 @@ static void *consumer(void *arg)
             continue;
         }
         consume(r, c[i].elem); /* cases move when one is dropped */
+        long epoch = atomic_load(&r->received) / 1000;
+        if (epoch != last_epoch) { /* all consumers pause: producers' deadlines expire */
+            last_epoch = epoch;
+            tp_sleep(in_ms(3));
+        }
         c[i].err = SENTINEL;
     }
     return NULL;
@@ -518,6 +541,129 @@ START_TEST(test_select_race)
     for (int k = 0; k < NCH; k++)
         ck_assert_int_eq(tp_chan_destroy(r->ch[k]), 0);
     free(r);
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A value that lands in a buffer while a select prepares to block must not be missed:
+   a producer thread feeds a one-slot channel, a consumer task selects over it (and a
+   channel that never becomes ready).  A missed value would leave both blocked -- the
+   consumer on the receive, the producer on the full slot -- until the deadline. */
+#define FEED_N 20000
+
+struct feed {
+    tp_chan *ch, *never;
+    atomic_int bad;
+};
+
+static void *feeder(void *arg)
+{
+    struct feed *f = arg;
+    for (int i = 0; i < FEED_N; i++)
+        if (tp_chan_send(f->ch, &i, -1) < 0)
+            atomic_fetch_add(&f->bad, 1);
+    return NULL;
+}
+
+static void *eater(void *arg)
+{
+    struct feed *f = arg;
+    for (int i = 0; i < FEED_N; i++) {
+        int v = -1, w;
+        tp_case c[2] = {mk(f->never, TP_RECV, &w), mk(f->ch, TP_RECV, &v)};
+        if (tp_select(c, 2, in_ms(10000)) != 1 || v != i)
+            atomic_fetch_add(&f->bad, 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_select_no_lost_wakeup)
+{
+    tp_pool *p = test_pool(2);
+    struct feed *f = calloc(1, sizeof *f);
+    f->ch = tp_chan_create(sizeof(int), 1);
+    f->never = tp_chan_create(sizeof(int), 0);
+    tp_task *t = tp_spawn(p, eater, f);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, feeder, f), 0);
+    ck_assert_int_eq(tp_join(t, NULL, -1), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(atomic_load(&f->bad), 0);
+    ck_assert_int_eq(tp_chan_destroy(f->ch), 0);
+    ck_assert_int_eq(tp_chan_destroy(f->never), 0);
+    free(f);
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Deadlines racing deliveries: a task sends and a plain thread receives over an
+   unbuffered channel, both through selects with 1 ms deadlines, paced by millisecond
+   sleeps of different lengths, so deadlines often expire just as partners arrive.  A send counts
+   only if it succeeded and carries the number of earlier successes: the receiver must
+   see 0, 1, 2, ... with nothing lost or repeated, and both sides must agree on the
+   count. */
+#define TICK_ROUNDS 300
+
+struct tick {
+    tp_chan *ch, *never, *never2; /* nobody else uses the never channels */
+    long sent, got;
+    atomic_int bad;
+};
+
+static void *tick_sender(void *arg)
+{
+    struct tick *x = arg;
+    for (int r = 0; r < TICK_ROUNDS; r++) {
+        long v = x->sent, w;
+        tp_case c[2] = {mk(x->never, TP_RECV, &w), mk(x->ch, TP_SEND, &v)};
+        int i = tp_select(c, 2, in_ms(1));
+        if (i == 1 && c[1].err == 0)
+            x->sent++;
+        else if (i >= 0 || errno != ETIMEDOUT)
+            atomic_fetch_add(&x->bad, 1);
+        tp_sleep(in_ms(1));
+    }
+    return NULL;
+}
+
+static void *tick_receiver(void *arg)
+{
+    struct tick *x = arg;
+    for (int r = 0; r < TICK_ROUNDS + 50; r++) { /* a few more: catch any stragglers */
+        tp_sleep(in_ms(r % 3)); /* out of step with the sender: arrive at its deadline */
+        long v = -1, w;
+        tp_case c[2] = {mk(x->ch, TP_RECV, &v), mk(x->never2, TP_SEND, &w)};
+        int i = tp_select(c, 2, in_ms(1));
+        if (i == 0 && c[0].err == 0) {
+            if (v != x->got)
+                atomic_fetch_add(&x->bad, 1);
+            x->got++;
+        } else if (i >= 0 || errno != ETIMEDOUT) {
+            atomic_fetch_add(&x->bad, 1);
+        }
+        tp_sleep(in_ms(1));
+    }
+    return NULL;
+}
+
+START_TEST(test_select_deadline_races_delivery)
+{
+    tp_pool *p = test_pool(2);
+    struct tick *x = calloc(1, sizeof *x);
+    x->ch = tp_chan_create(sizeof(long), 0);
+    x->never = tp_chan_create(sizeof(long), 0);
+    x->never2 = tp_chan_create(sizeof(long), 0);
+    tp_task *t = tp_spawn(p, tick_sender, x);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, tick_receiver, x), 0);
+    ck_assert_int_eq(tp_join(t, NULL, -1), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(atomic_load(&x->bad), 0);
+    ck_assert_int_eq(x->sent, x->got);
+    ck_assert_int_eq(tp_chan_destroy(x->ch), 0);
+    ck_assert_int_eq(tp_chan_destroy(x->never), 0);
+    ck_assert_int_eq(tp_chan_destroy(x->never2), 0);
+    free(x);
     ck_assert_int_eq(tp_pool_destroy(p), 0);
 }
 END_TEST
@@ -606,6 +752,8 @@ static Suite *select_suite(void)
     tcase_add_test(tc, test_select_many_cases);
     tcase_add_test(tc, test_select_enomem);
     tcase_add_test(tc, test_select_race);
+    tcase_add_test(tc, test_select_no_lost_wakeup);
+    tcase_add_test(tc, test_select_deadline_races_delivery);
     tcase_add_test(tc, test_select_close_race);
     suite_add_tcase(s, tc);
     return s;

@@ -6,18 +6,17 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+/* Fault injection (util.c): the Nth allocation from now fails. */
+extern _Atomic long tp__alloc_countdown;
+
 static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
 
 /* Block the calling plain thread until at least n tasks of p are parked. */
 static void wait_parked(tp_pool *p, uint64_t n)
 {
     tp_stats st;
-    for (;;) {
-        ck_assert_int_eq(tp_pool_stats(p, &st), 0);
-        if (st.tasks_parked >= n)
-            return;
+    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
         sched_yield();
-    }
 }
 
 /* ------------------------------------------------------------------- errors ---- */
@@ -59,6 +58,31 @@ START_TEST(test_wg_errors)
     void *res = (void *)1;
     ck_assert_int_eq(tp_join(tp_spawn(p, errors, g), &res, -1), 0);
     ck_assert_ptr_null(res);
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+    free(g);
+}
+END_TEST
+
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail. */
+static void *wait_without_memory(void *arg)
+{
+    atomic_store(&tp__alloc_countdown, 1);
+    int rc = tp_wg_wait(arg, -1);
+    int err = errno;
+    atomic_store(&tp__alloc_countdown, 0);
+    return (void *)(intptr_t)(rc == -1 && err == ENOMEM);
+}
+
+START_TEST(test_wg_enomem)
+{
+    tp_pool *p = test_pool(1);
+    tp_wg *g = malloc(sizeof *g);
+    tp_wg_init(g);
+    tp_wg_add(g, 1);
+    void *ok = NULL;
+    ck_assert_int_eq(tp_join(tp_spawn(p, wait_without_memory, g), &ok, -1), 0);
+    ck_assert_ptr_eq(ok, (void *)1);
+    ck_assert_int_eq(tp_wg_destroy(g), 0); /* the failed waiter left no trace */
     ck_assert_int_eq(tp_pool_destroy(p), 0);
     free(g);
 }
@@ -176,6 +200,7 @@ static Suite *wg_suite(void)
     TCase *tc = tcase_create("wg");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_wg_errors);
+    tcase_add_test(tc, test_wg_enomem);
     tcase_add_test(tc, test_wg_fan_out_in);
     tcase_add_test(tc, test_wg_destroy_busy);
     suite_add_tcase(s, tc);
