@@ -34,6 +34,7 @@ am=$src/man/man.am
 for f in "$hdr" "$am"; do
     [ -r "$f" ] || { echo "check_man: cannot read $f (set TP_MAN_SRCDIR)"; exit 99; }
 done
+build=$(cd "$build" && pwd) || exit 99
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/check_man.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 99' HUP INT TERM
@@ -167,7 +168,8 @@ done
 [ -f "$mandir/threadplex.7" ] || fail "the overview page man/threadplex.7 is missing"
 
 # Pages named in man.am (any word of the form man/NAME.N), whatever the variable.
-tr ' \t\\' '\n\n\n' < "$am" | sed -n 's,^\$(srcdir)/,,; s,^man/\([^/]*\.[0-9]\)$,\1,p' |
+# shellcheck disable=SC1003,SC2016,SC2020 # literal $(srcdir); tr maps characters
+sed 's/#.*//' "$am" | tr ' \t\\' '\n\n\n' | sed -n 's,^\$(srcdir)/,,; s,^man/\([^/]*\.[0-9]\)$,\1,p' |
     sort -u > "$tmp/listed"
 for f in $(comm -23 "$tmp/files" "$tmp/listed"); do
     fail "man/$f exists but man/man.am does not install it"
@@ -176,8 +178,13 @@ for f in $(comm -13 "$tmp/files" "$tmp/listed"); do
     fail "man/man.am installs man/$f, which does not exist"
 done
 if ! cmp -s "$tmp/files" "$tmp/listed"; then
-    echo "     the list for man/man.am, from the pages in man/:"
-    sed 's,^,         man/,; s,$, \\,' "$tmp/files"
+    echo "     the lists for man/man.am, from the pages in man/:"
+    for n in 3 7; do
+        grep "\\.$n\$" "$tmp/files" | awk -v n="$n" '
+            BEGIN { printf "\ndist_man%s_MANS =", n }
+            { printf " \\\n\tman/%s", $0 }
+            END { print "" }'
+    done
 fi
 
 # Links: one line, ".so man3/TARGET.3", and the target is a real page.
@@ -285,6 +292,7 @@ runner=
 command -v timeout > /dev/null 2>&1 && runner="timeout 60"
 
 nex=0
+nran=0
 for p in $real_pages; do
     page=$(basename "$p")
     n=$(examples "$p" "$tmp/${page%.?}_${page##*.}")
@@ -315,10 +323,11 @@ $out"
             fail "the example of $page exits with a failure:
 $out"
         fi
+        nran=$((nran + 1))
     done
 done
 
 echo "check_man: $(wc -l < "$tmp/funcs") functions, $(wc -l < "$tmp/files") pages," \
-    "$nex examples"
+    "$nex examples compiled, $nran linked and run"
 [ "$failed" = 0 ] || exit 1
 exit 0
