@@ -146,31 +146,26 @@ static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t 
     return rc ? fail(rc) : 0;
 }
 
+/* After a try: unlock, wake whoever the operation completed, report. */
+static inline int finish(tp_chan *ch, struct tp__wnode *wake, int rc)
+{
+    tp__spin_unlock(&ch->lock);
+    if (wake)
+        tp__wait_complete(wake->w, 0, wake->index);
+    return rc ? fail(rc) : 0;
+}
+
 int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
+    struct tp__wnode *wake = NULL;
     tp__spin_lock(&ch->lock);
-    if (TP__UNLIKELY(ch->closed)) {
-        tp__spin_unlock(&ch->lock);
-        return fail(EPIPE);
-    }
-    struct tp__wnode *r = tp__wq_claim_first(&ch->recvq);
-    if (r) { /* a receiver is waiting: hand the value over directly */
-        memcpy(r->val, elem, ch->esz);
-        tp__spin_unlock(&ch->lock);
-        tp__wait_complete(r->w, 0, r->index);
-        return 0;
-    }
-    if (ch->count < ch->cap) {
-        memcpy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
-        tp__spin_unlock(&ch->lock);
-        return 0;
-    }
-    if (deadline == 0) {
-        tp__spin_unlock(&ch->lock);
-        return fail(ETIMEDOUT);
-    }
+    int rc = tp__chan_try_send(ch, elem, &wake);
+    if (rc != EAGAIN)
+        return finish(ch, wake, rc);
+    if (deadline == 0)
+        return finish(ch, NULL, ETIMEDOUT);
     return send_wait(ch, elem, deadline); /* a tail call: this frame is gone */
 }
 
@@ -178,40 +173,14 @@ int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
+    struct tp__wnode *wake = NULL;
     tp__spin_lock(&ch->lock);
-    struct tp__wnode *s;
-    if (ch->count) {
-        memcpy(elem, tp__chan_slot(ch, 0), ch->esz);
-        ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
-        ch->count--;
-        s = tp__wq_claim_first(&ch->sendq);
-        if (s) /* a sender was waiting for this slot */
-            memcpy(tp__chan_slot(ch, ch->count++), s->val, ch->esz);
-    } else if ((s = tp__wq_claim_first(&ch->sendq))) {
-        memcpy(elem, s->val, ch->esz);
-    } else {
-        int err = ch->closed ? EPIPE : deadline == 0 ? ETIMEDOUT : 0;
-        if (err) {
-            tp__spin_unlock(&ch->lock);
-            return fail(err);
-        }
-        return recv_wait(ch, elem, deadline); /* a tail call: this frame is gone */
-    }
-    tp__spin_unlock(&ch->lock);
-    if (s)
-        tp__wait_complete(s->w, 0, s->index);
-    return 0;
-}
-
-/* Claim every waiter of q and chain them through `next` (they are off the queue). */
-static struct tp__wnode *claim_all(struct tp__wqueue *q, struct tp__wnode *list)
-{
-    struct tp__wnode *n;
-    while ((n = tp__wq_claim_first(q))) {
-        n->next = list;
-        list = n;
-    }
-    return list;
+    int rc = tp__chan_try_recv(ch, elem, &wake);
+    if (rc != EAGAIN)
+        return finish(ch, wake, rc);
+    if (deadline == 0)
+        return finish(ch, NULL, ETIMEDOUT);
+    return recv_wait(ch, elem, deadline); /* a tail call: this frame is gone */
 }
 
 int tp_chan_close(tp_chan *ch)
@@ -224,13 +193,11 @@ int tp_chan_close(tp_chan *ch)
         return fail(EPIPE);
     }
     ch->closed = true;
-    struct tp__wnode *list = claim_all(&ch->recvq, claim_all(&ch->sendq, NULL));
+    struct tp__wnode *senders = tp__wq_claim_all(&ch->sendq);
+    struct tp__wnode *receivers = tp__wq_claim_all(&ch->recvq);
     tp__spin_unlock(&ch->lock);
-    while (list) { /* read next first: a woken party may reuse its node at once */
-        struct tp__wnode *n = list;
-        list = n->next;
-        tp__wait_complete(n->w, EPIPE, n->index);
-    }
+    tp__wq_complete_all(senders, EPIPE);
+    tp__wq_complete_all(receivers, EPIPE);
     return 0;
 }
 

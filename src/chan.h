@@ -25,4 +25,45 @@ static inline char *tp__chan_slot(tp_chan *ch, uint32_t i)
     return ch->buf + k * (size_t)ch->esz;
 }
 
+/* The channel rules, once, for tp_chan_send/recv and tp_select.  Called with ch->lock
+   held; return 0 (done), EPIPE (closed) or EAGAIN (would block: nothing changed).  A
+   party that must be woken is left in *wake, to be completed after unlocking. */
+static inline int tp__chan_try_send(tp_chan *ch, const void *elem, struct tp__wnode **wake)
+{
+    if (TP__UNLIKELY(ch->closed))
+        return EPIPE;
+    struct tp__wnode *r = tp__wq_claim_first(&ch->recvq);
+    if (r) { /* a receiver is waiting: hand the value over directly */
+        memcpy(r->val, elem, ch->esz);
+        *wake = r;
+        return 0;
+    }
+    if (ch->count < ch->cap) {
+        memcpy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
+        return 0;
+    }
+    return EAGAIN;
+}
+
+static inline int tp__chan_try_recv(tp_chan *ch, void *elem, struct tp__wnode **wake)
+{
+    struct tp__wnode *s;
+    if (ch->count) {
+        memcpy(elem, tp__chan_slot(ch, 0), ch->esz);
+        ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
+        ch->count--;
+        s = tp__wq_claim_first(&ch->sendq);
+        if (s) /* a sender was waiting for this slot: its value joins the buffer */
+            memcpy(tp__chan_slot(ch, ch->count++), s->val, ch->esz);
+        *wake = s;
+        return 0;
+    }
+    if ((s = tp__wq_claim_first(&ch->sendq))) { /* rendezvous */
+        memcpy(elem, s->val, ch->esz);
+        *wake = s;
+        return 0;
+    }
+    return ch->closed ? EPIPE : EAGAIN;
+}
+
 #endif

@@ -152,49 +152,6 @@ static void unlock_all(struct sel *s)
         tp__spin_unlock(&s->chans[i]->lock);
 }
 
-/* ------------------------------------------------- one case, without blocking ---- */
-/* Under ch->lock, the same rules as tp_chan_send / tp_chan_recv (chan.c).  Return 0
-   (done), EPIPE (closed: the case completes with that error) or EAGAIN (would block; no
-   effect).  A party that must be woken is left in *wake, to complete after unlocking. */
-
-static int try_send(tp_chan *ch, const void *elem, struct tp__wnode **wake)
-{
-    if (ch->closed)
-        return EPIPE;
-    struct tp__wnode *r = tp__wq_claim_first(&ch->recvq);
-    if (r) { /* a receiver is waiting: hand the value over directly */
-        memcpy(r->val, elem, ch->esz);
-        *wake = r;
-        return 0;
-    }
-    if (ch->count < ch->cap) {
-        memcpy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
-        return 0;
-    }
-    return EAGAIN;
-}
-
-static int try_recv(tp_chan *ch, void *elem, struct tp__wnode **wake)
-{
-    struct tp__wnode *s;
-    if (ch->count) {
-        memcpy(elem, tp__chan_slot(ch, 0), ch->esz);
-        ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
-        ch->count--;
-        s = tp__wq_claim_first(&ch->sendq);
-        if (s) /* a sender was waiting for this slot */
-            memcpy(tp__chan_slot(ch, ch->count++), s->val, ch->esz);
-        *wake = s;
-        return 0;
-    }
-    if ((s = tp__wq_claim_first(&ch->sendq))) {
-        memcpy(elem, s->val, ch->esz);
-        *wake = s;
-        return 0;
-    }
-    return ch->closed ? EPIPE : EAGAIN;
-}
-
 /* Under all the locks: complete the first ready case of a random permutation (lazy
    Fisher-Yates: only as many draws as cases tried).  Its index, or -1. */
 static int try_cases(struct sel *s, struct tp__wnode **wake)
@@ -206,8 +163,8 @@ static int try_cases(struct sel *s, struct tp__wnode **wake)
         s->order[j] = s->order[k];
         s->order[k] = i;
         tp_case *c = &s->cases[i];
-        int rc = c->op == TP_SEND ? try_send(c->ch, c->elem, wake)
-                                  : try_recv(c->ch, c->elem, wake);
+        int rc = c->op == TP_SEND ? tp__chan_try_send(c->ch, c->elem, wake)
+                                  : tp__chan_try_recv(c->ch, c->elem, wake);
         if (rc != EAGAIN) {
             c->err = rc;
             return (int)i;

@@ -68,26 +68,6 @@ int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadli
     return rc;
 }
 
-struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q)
-{
-    struct tp__wnode *n, *list = NULL, **tail = &list;
-    while ((n = tp__wq_claim_first(q))) { /* keep FIFO order in the chain */
-        *tail = n;
-        tail = &n->next;
-    }
-    *tail = NULL;
-    return list;
-}
-
-void tp__wq_complete_all(struct tp__wnode *list, int status)
-{
-    while (list) { /* read next first: a woken party may reuse its node at once */
-        struct tp__wnode *n = list;
-        list = n->next;
-        tp__wait_complete(n->w, status, n->index);
-    }
-}
-
 static int fail(int err)
 {
     errno = err;
