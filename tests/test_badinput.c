@@ -72,17 +72,6 @@ static void *note_stack_addr(void *arg)
     return NULL;
 }
 
-static void wait_parked(tp_pool *p, uint64_t n)
-{
-    tp_stats st;
-    for (;;) {
-        ck_assert_int_eq(tp_pool_stats(p, &st), 0);
-        if (st.tasks_parked >= n)
-            return;
-        tp_sleep(tp_now() + 1);
-    }
-}
-
 static struct env *env_up(tp_pool *p)
 {
     struct env *e = calloc(1, sizeof *e);

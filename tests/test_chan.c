@@ -125,12 +125,7 @@ START_TEST(test_close_wakes_waiters)
     pthread_create(&th[1], NULL, block_send, NULL);
     pthread_create(&th[2], NULL, block_recv, NULL);
     pthread_create(&th[3], NULL, block_send, NULL);
-    /* wait until all 20 tasks are parked; the threads block eventually either way */
-    tp_stats st;
-    do {
-        tp_sleep(tp_now() + 1);
-        tp_pool_stats(p, &st);
-    } while (st.tasks_parked < 20);
+    wait_parked(p, 20); /* the threads block eventually either way */
     ck_assert_err(tp_chan_destroy(cw_recv_ch), EBUSY);
     ck_assert_err(tp_chan_destroy(cw_send_ch), EBUSY);
     ck_assert_int_eq(tp_chan_close(cw_recv_ch), 0);
@@ -170,13 +165,9 @@ START_TEST(test_waiting_senders_fifo)
             tp_chan_send(order_ch, &v, -1);
         }
         tp_task *t[8];
-        tp_stats st;
         for (int i = 0; i < 8; i++) { /* park them one at a time, in order */
             t[i] = tp_spawn(p, send_one, (void *)(intptr_t)i);
-            do {
-                tp_sleep(tp_now() + 1);
-                tp_pool_stats(p, &st);
-            } while (st.tasks_parked < (uint64_t)i + 1);
+            wait_parked(p, (uint64_t)i + 1);
         }
         int v;
         for (size_t i = 0; i < cap; i++) {

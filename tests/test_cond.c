@@ -8,11 +8,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-/* Fault injection (util.c): the Nth allocation from now fails. */
-extern _Atomic long tp__alloc_countdown;
-
-static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
-
 /* Run fn(arg) as a task of a fresh pool and return its result. */
 static void *in_task(void *(*fn)(void *), void *arg)
 {

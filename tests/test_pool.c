@@ -135,11 +135,7 @@ static void *release_later(void *arg)
 {
     (void)arg;
     /* runs in a plain thread: waits until both tasks are parked, then releases them */
-    tp_stats st;
-    do {
-        tp_sleep(tp_now() + 1);
-        tp_pool_stats(self_pool, &st);
-    } while (st.tasks_parked < 2);
+    wait_parked(self_pool, 2);
     tp_chan_close(hold);
     return NULL;
 }

@@ -9,20 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* Fault injection (util.c): the Nth allocation from now fails. */
-extern _Atomic long tp__alloc_countdown;
-
 #define SENTINEL 7777 /* an err value select must leave alone */
-
-static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
-
-/* Block the calling plain thread until at least n tasks of p are parked. */
-static void wait_parked(tp_pool *p, uint64_t n)
-{
-    tp_stats st;
-    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
-        sched_yield();
-}
 
 /* Run fn(arg) as a task of a fresh pool and return its result. */
 static void *in_task(void *(*fn)(void *), void *arg)

@@ -454,10 +454,8 @@ START_TEST(test_100k_parked)
         ck_assert_ptr_nonnull(t[i]);
     }
     tp_stats st;
-    do { /* wait (by polling the stats) until every task is parked */
-        tp_sleep(tp_now() + 1);
-        tp_pool_stats(p, &st);
-    } while (st.tasks_parked < (uint64_t)N);
+    wait_parked(p, (uint64_t)N);
+    tp_pool_stats(p, &st);
     ck_assert_uint_eq(st.tasks_parked, (uint64_t)N);
     ck_assert_uint_eq(st.tasks_live, (uint64_t)N);
     ck_assert_uint_gt(st.saved_bytes, 0);

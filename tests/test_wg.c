@@ -6,19 +6,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-/* Fault injection (util.c): the Nth allocation from now fails. */
-extern _Atomic long tp__alloc_countdown;
-
-static int64_t in_ms(int64_t ms) { return tp_now() + ms; }
-
-/* Block the calling plain thread until at least n tasks of p are parked. */
-static void wait_parked(tp_pool *p, uint64_t n)
-{
-    tp_stats st;
-    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
-        sched_yield();
-}
-
 /* ------------------------------------------------------------------- errors ---- */
 
 static void *errors(void *arg)

@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <threadplex.h>
@@ -37,6 +38,21 @@ static inline tp_pool *test_pool(unsigned n)
         ck_assert_msg(r_ == -1 || r_ == 0, "%s returned %lld, expected failure", #expr, r_); \
         ck_assert_msg(e_ == (e), "%s: errno %d, expected %d (%s)", #expr, e_, (e), #e);  \
     } while (0)
+
+/* Fault injection (src/util.c): the Nth allocation from now fails. */
+extern _Atomic long tp__alloc_countdown;
+
+/* A deadline ms milliseconds from now. */
+static inline int64_t in_ms(int64_t ms) { return tp_now() + ms; }
+
+/* Block the calling plain thread until at least n tasks of p are parked (a condition
+   that is polled, not a timed guess). */
+static inline void wait_parked(tp_pool *p, uint64_t n)
+{
+    tp_stats st;
+    while (tp_pool_stats(p, &st) == 0 && st.tasks_parked < n)
+        sched_yield();
+}
 
 /* Run a Check suite in fork mode (each test in its own process) and exit with its result. */
 static inline int test_run(Suite *s)
