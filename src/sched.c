@@ -31,12 +31,17 @@
 #include "park.h"
 
 #include <sched.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 __thread struct tp__worker *tp__self_worker;
 
-#define TP__SPIN_ROUNDS 2000 /* pause instructions before sleeping (tens of microseconds) */
+/* How long an idle worker spins before it sleeps in the kernel.  Waking a sleeping thread
+   costs tens of microseconds (more in a VM); a partner that answers within this window is
+   caught without one.  Measured in time, because a pause instruction takes anywhere from
+   a few to 140 cycles depending on the CPU. */
+#define TP__SPIN_NS 100000
 
 /* ------------------------------------------------------------- sanitizer hooks ---- */
 
@@ -420,14 +425,26 @@ static bool has_work(struct tp__worker *w)
     return atomic_load(&pool->stopping) != 0;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void idle(struct tp__worker *w, int64_t deadline)
 {
     tp_pool *pool = w->pool;
-    for (int i = 0; i < TP__SPIN_ROUNDS; i++) {
+    int64_t give_up = now_ns() + TP__SPIN_NS;
+    for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             return;
-        if ((i & 63) == 63 && has_work(w))
-            return;
+        if ((i & 63) == 0) {
+            if (has_work(w))
+                return;
+            if (now_ns() > give_up)
+                break;
+        }
         tp__cpu_relax();
     }
     atomic_store(&w->sleeping, 1);
