@@ -1,6 +1,7 @@
 /* pool.c -- creating, waiting for, measuring and destroying a pool of workers. */
 #include "tp_internal.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -154,6 +155,10 @@ int tp_pool_destroy(tp_pool *pool)
     if (tp_pool_wait(pool) < 0)
         return -1;
     stop_workers(pool, pool->nworkers);
+    /* A thread that queued the last task may still be kicking its worker. */
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        while (atomic_load_explicit(&pool->workers[i].wakers, memory_order_acquire))
+            sched_yield();
     for (unsigned i = 0; i < pool->nworkers; i++)
         tp__done_free_all(&pool->workers[i]); /* finished, never joined nor detached */
     tp__stack_unregister(pool);

@@ -29,6 +29,9 @@
  * one of them always sees the other.
  */
 #include "park.h"
+#if HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#endif
 
 #include <sched.h>
 #include <time.h>
@@ -119,8 +122,12 @@ void tp__wake(tp_task *t)
         return;
     }
     atomic_fetch_add_explicit(&w->st_rwoken, 1, memory_order_relaxed);
+    /* Once t is queued it may run, finish, and let tp_pool_destroy free w: announce
+       ourselves first, so that destroy waits until we no longer touch w. */
+    atomic_fetch_add(&w->wakers, 1);
     inbox_push(w, t);
     tp__worker_kick(w);
+    atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
 }
 
 /* Never-run tasks wait in two lists, both under w->lock, linked through rq.l (towards
@@ -277,8 +284,10 @@ void tp__place_new(tp_pool *pool, tp_task *t)
         return;
     }
     struct tp__worker *w = &pool->workers[atomic_fetch_add(&pool->rr, 1) % pool->nworkers];
+    atomic_fetch_add(&w->wakers, 1); /* see tp__wake */
     fresh_push(w, t, false);
     tp__worker_kick(w);
+    atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
 }
 
 static tp_task *take_next(struct tp__worker *w)
@@ -362,6 +371,9 @@ static void run(struct tp__worker *w, tp_task *t)
             tp__stack_restore(w, t);
         } else {
             t->worker = w; /* replaces t->pool, which is w->pool */
+#if HAVE_VALGRIND
+            VALGRIND_MAKE_MEM_UNDEFINED(w->stack_hi - 256, 256); /* its first frame */
+#endif
             t->sp = tp__ctx_init(w->stack_hi, tp__task_entry, t);
 #if TP_TSAN
             t->tsan_fiber = __tsan_create_fiber(0);

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #if HAVE_VALGRIND
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #endif
 
@@ -132,6 +133,11 @@ void tp__stack_restore(struct tp__worker *w, tp_task *t)
 {
     size_t len = t->save_len;
     TP__ASAN_UNPOISON(t->sp, len);
+#if HAVE_VALGRIND
+    /* memcheck marked the shared stack below the last task's stack pointer
+       inaccessible; these bytes are about to become the resumed task's frames. */
+    VALGRIND_MAKE_MEM_UNDEFINED(t->sp, len);
+#endif
     memcpy(t->sp, t->save, len);
     t->save_len = 0;
     tp__count(&w->st_copied, (int64_t)len);

@@ -99,11 +99,15 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
     t->state = TP__DONE;
     struct tp__wait *j = t->joiner;
     bool detached = t->detached;
+    /* Claim under the lock: a joiner that timed out has claimed its own wait and waits
+       for this lock in join_cancel, so j is alive here -- after the unlock it may return
+       and reuse that memory for another wait. */
+    bool wake = j && tp__wait_claim(j);
     tp__spin_unlock(&t->lock);
     /* From here on t may be freed by a joiner that saw TP__DONE. */
     if (detached)
         free(t);
-    else if (j && tp__wait_claim(j))
+    else if (wake)
         tp__wait_complete(j, 0, 0);
 }
 

@@ -212,6 +212,8 @@ struct tp__worker {
     tp_task *deque_tail;         /* (depth first), thieves the oldest (biggest subtree) */
     atomic_size_t nfresh;        /* never-run tasks in both, readable without the lock */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
+    atomic_int wakers;           /* other threads between queueing a task here and kicking
+                                    this worker: tp_pool_destroy waits for 0 */
     _Atomic(tp_task *) next;     /* runnext: last task spawned here; idle workers may take it */
     int evfd;                    /* eventfd that wakes the worker */
     int epfd;                    /* epoll set the worker sleeps in */

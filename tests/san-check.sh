@@ -67,6 +67,7 @@ fi
 
 start=$(date +%s)
 status=0
+rm -f test-suite.log # so that a build failure does not show an earlier run's results
 if test "$kind" = valgrind; then
     $make check "$LOG_COMPILER_ARG" || status=$?
 else
@@ -74,8 +75,12 @@ else
 fi
 end=$(date +%s)
 if test $status -ne 0; then
-    echo "san-check: $kind: FAILED ($((end - start)) s); the failing tests' logs:" >&2
-    test -f test-suite.log && cat test-suite.log >&2
+    if test -f test-suite.log; then
+        echo "san-check: $kind: FAILED ($((end - start)) s); the failing tests' logs:" >&2
+        cat test-suite.log >&2
+    else
+        echo "san-check: $kind: FAILED ($((end - start)) s) before running the tests (see above)" >&2
+    fi
     exit $status
 fi
 echo "san-check: $kind: every test passed with no report ($((end - start)) s)"
