@@ -86,6 +86,14 @@ static void insert_fixup(tree *t, node *z)
 
 void tp__rb_insert(tree *t, node *n, int64_t key)
 {
+    n->key = key;
+    n->l = n->r = NULL;
+    if (!t->root) { /* the common case of a ready queue: one task at a time */
+        n->pc = BLACK;
+        t->root = t->first = n;
+        t->n = 1;
+        return;
+    }
     node *p = NULL, **link = &t->root;
     int leftmost = 1;
     while (*link) {
@@ -97,8 +105,6 @@ void tp__rb_insert(tree *t, node *n, int64_t key)
             leftmost = 0;
         }
     }
-    n->key = key;
-    n->l = n->r = NULL;
     n->pc = (uintptr_t)p; /* red */
     *link = n;
     if (leftmost)
@@ -169,6 +175,12 @@ static void remove_fixup(tree *t, node *x, node *xp)
 
 void tp__rb_remove(tree *t, node *z)
 {
+    if (z == t->root && !z->l && !z->r) { /* the only node */
+        t->root = t->first = NULL;
+        t->n = 0;
+        z->pc = TP__RB_UNLINKED;
+        return;
+    }
     node *x, *xp, *y;
     int removed_color = color(z);
     if (t->first == z)

@@ -38,7 +38,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-__thread struct tp__worker *tp__self_worker;
+TP__TLS struct tp__worker *tp__self_worker;
 
 /* How long an idle worker spins before it sleeps in the kernel.  Waking a sleeping thread
    costs tens of microseconds (more in a VM); a partner that answers within this window is

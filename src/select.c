@@ -56,7 +56,7 @@ static int fail(int err)
 
 /* xorshift64 per thread: cheap, and no shared cache line between selecting threads.
    A task always runs on the same worker thread, so it always sees the same state. */
-static __thread uint64_t rng_state;
+static TP__TLS uint64_t rng_state;
 static atomic_uint_fast64_t rng_seeds;
 
 static uint64_t rng_seed(void)

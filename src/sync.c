@@ -87,7 +87,7 @@ _Static_assert(_Alignof(struct mutex) <= _Alignof(tp_mutex), "tp_mutex is misali
 #define MUTEX(m) ((struct mutex *)(void *)(m)->tp_private_)
 
 /* Its address is what names a plain thread as a mutex owner. */
-static __thread char thread_token;
+static TP__TLS char thread_token;
 
 static void *identity(tp_task *self)
 {

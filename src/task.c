@@ -12,7 +12,7 @@
 /* Ids: each thread takes blocks of 1024 from a global counter, so spawning is not a
    contended atomic per task. */
 static atomic_uint_fast64_t id_blocks = 1;
-static __thread uint64_t id_next, id_end;
+static TP__TLS uint64_t id_next, id_end;
 
 static uint64_t new_id(void)
 {
