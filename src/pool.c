@@ -91,7 +91,7 @@ tp_pool *tp_pool_create(const tp_pool_attr *attr)
     pthread_mutex_init(&pool->idle_mu, NULL);
     pthread_cond_init(&pool->idle_cv, NULL);
     int err = ENOMEM;
-    pool->workers = tp__calloc(n, sizeof *pool->workers);
+    pool->workers = tp__calloc_aligned(n, sizeof *pool->workers, _Alignof(struct tp__worker));
     if (!pool->workers)
         goto fail;
     for (; i < n; i++) {
@@ -121,12 +121,34 @@ fail:
     return NULL;
 }
 
-void tp__pool_task_done(tp_pool *pool)
+/* Tasks alive = spawned - finished, summed over the workers (each counts its own tasks'
+   spawns and the finishes it runs, on its own cache line: a shared counter touched by
+   every spawn and every finish on every worker made fork/join code no faster on two
+   workers than on one).  Finishes are read first: a finish counted implies its spawn is
+   visible too, so the result is never below the truth, and it is 0 only once every task
+   counted so far has finished. */
+uint64_t tp__pool_live(tp_pool *pool)
 {
-    if (atomic_fetch_sub(&pool->live, 1) != 1)
+    uint64_t finished = 0, spawned;
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        finished += atomic_load_explicit(&pool->workers[i].st_finished, memory_order_acquire);
+    spawned = atomic_load(&pool->spawned);
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        spawned += atomic_load_explicit(&pool->workers[i].st_spawned, memory_order_relaxed);
+    return spawned - finished;
+}
+
+/* On w's thread, once a task has finished there.  Counting it and then looking for
+   waiters (both sequentially consistent) pairs with tp_pool_wait announcing itself and
+   then summing: one of the two sees the other. */
+void tp__pool_task_done(struct tp__worker *w)
+{
+    tp_pool *pool = w->pool;
+    atomic_fetch_add(&w->st_finished, 1);
+    if (!atomic_load(&pool->waiters))
         return;
     pthread_mutex_lock(&pool->idle_mu);
-    if (pool->waiters)
+    if (tp__pool_live(pool) == 0)
         pthread_cond_broadcast(&pool->idle_cv);
     pthread_mutex_unlock(&pool->idle_mu);
 }
@@ -142,10 +164,10 @@ int tp_pool_wait(tp_pool *pool)
         return -1;
     }
     pthread_mutex_lock(&pool->idle_mu);
-    pool->waiters++;
-    while (atomic_load(&pool->live))
+    atomic_fetch_add(&pool->waiters, 1);
+    while (tp__pool_live(pool))
         pthread_cond_wait(&pool->idle_cv, &pool->idle_mu);
-    pool->waiters--;
+    atomic_fetch_sub(&pool->waiters, 1);
     pthread_mutex_unlock(&pool->idle_mu);
     return 0;
 }
@@ -187,8 +209,11 @@ int tp_pool_stats(tp_pool *pool, tp_stats *out)
         out->steals += atomic_load_explicit(&w->st_steals, memory_order_relaxed);
         out->sleeps += atomic_load_explicit(&w->st_sleeps, memory_order_relaxed);
     }
-    out->tasks_live = atomic_load(&pool->live);
+    out->tasks_live = tp__pool_live(pool);
     out->tasks_spawned = atomic_load(&pool->spawned);
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        out->tasks_spawned +=
+            atomic_load_explicit(&pool->workers[i].st_spawned, memory_order_relaxed);
     out->workers = pool->nworkers;
     return 0;
 }

@@ -46,6 +46,13 @@ TP__TLS struct tp__worker *tp__self_worker;
    a few to 140 cycles depending on the CPU. */
 #define TP__SPIN_NS 100000
 
+/* How long the oldest never-run task of a worker's deque must have waited there before
+   another worker steals it (see steal_fresh).  Short against the spin above, so a
+   backlog is taken by a worker that is still spinning. */
+#define TP__STEAL_AGE_NS 20000
+
+static int64_t now_ns(void);
+
 /* ------------------------------------------------------------- sanitizer hooks ---- */
 
 static inline void san_enter_task(struct tp__worker *w, tp_task *t)
@@ -185,25 +192,56 @@ static void fresh_push(struct tp__worker *w, tp_task *t, bool from_task)
     tp__spin_unlock(&w->lock);
 }
 
-/* By the owner (newest of its own first, alternating with the injected FIFO so neither
-   can starve the other) or by a thief (oldest first). */
-static tp_task *fresh_take(struct tp__worker *w, bool owner)
+/* By the owner: the newest of its own first, alternating with the injected FIFO so
+   neither can starve the other. */
+static tp_task *fresh_take(struct tp__worker *w)
 {
     if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
         return NULL;
     tp_task *t;
     tp__spin_lock(&w->lock);
-    if (owner && (w->turn & 2) && (t = list_pop_head(&w->inject_head, &w->inject_tail)))
+    if ((w->turn & 2) && (t = list_pop_head(&w->inject_head, &w->inject_tail)))
         ;
-    else if (owner && (t = list_pop_tail(&w->deque_head, &w->deque_tail)))
-        ;
-    else if ((t = list_pop_head(&w->inject_head, &w->inject_tail)))
+    else if ((t = list_pop_tail(&w->deque_head, &w->deque_tail)))
         ;
     else
-        t = list_pop_head(&w->deque_head, &w->deque_tail);
+        t = list_pop_head(&w->inject_head, &w->inject_tail);
     if (t)
         atomic_fetch_sub(&w->nfresh, 1);
     tp__spin_unlock(&w->lock);
+    return t;
+}
+
+/* A thief's patience: true once `t` has been the candidate recorded in (*seen, *since)
+   for TP__STEAL_AGE_NS; a new candidate starts the clock again. */
+static bool aged(tp_task **seen, int64_t *since, tp_task *t, int64_t now)
+{
+    if (t != *seen) {
+        *seen = t;
+        *since = now;
+        return false;
+    }
+    return now - *since >= TP__STEAL_AGE_NS;
+}
+
+/* By a thief at time `now`: the oldest injected task at once (a plain thread's work has
+   no home yet), else the oldest of the victim's deque once it has been the oldest for
+   TP__STEAL_AGE_NS.  A task spawned a moment ago by a task of the victim is usually
+   about to run there, next to the tasks it talks to; taking it would put a producer and
+   its consumers on two CPUs, and every message between them would then cross caches
+   (a pipeline of tiny items runs several times slower split than on one worker).  A
+   backlog that persists is real spare work, and then stealing it is right. */
+static tp_task *steal_fresh(struct tp__worker *v, int64_t now)
+{
+    if (!atomic_load_explicit(&v->nfresh, memory_order_relaxed))
+        return NULL;
+    tp__spin_lock(&v->lock);
+    tp_task *t = list_pop_head(&v->inject_head, &v->inject_tail);
+    if (!t && v->deque_head && aged(&v->deque_seen, &v->deque_seen_ns, v->deque_head, now))
+        t = list_pop_head(&v->deque_head, &v->deque_tail);
+    if (t)
+        atomic_fetch_sub(&v->nfresh, 1);
+    tp__spin_unlock(&v->lock);
     return t;
 }
 
@@ -305,7 +343,7 @@ static tp_task *pick(struct tp__worker *w)
         if ((t = ready_pop(w)))
             return t;
     }
-    if ((t = take_next(w)) || (t = fresh_take(w, true)))
+    if ((t = take_next(w)) || (t = fresh_take(w)))
         return t;
     return ready_pop(w);
 }
@@ -320,16 +358,12 @@ static uint64_t rng_next(uint64_t *s)
 }
 
 /* A victim's runnext task is usually about to run there (its spawner is about to
-   block), and taking it would split a producer from its consumer across threads.  So a
-   thief takes it only when it finds the same task there on two consecutive attempts:
-   then the victim is busy with something else for a while. */
-static tp_task *steal_next(struct tp__worker *w, struct tp__worker *v)
+   block), so the same patience applies to it as to the deque (see steal_fresh). */
+static tp_task *steal_next(struct tp__worker *w, struct tp__worker *v, int64_t now)
 {
     tp_task *n = atomic_load_explicit(&v->next, memory_order_relaxed);
-    if (!n || n != w->seen_next) {
-        w->seen_next = n;
+    if (!n || !aged(&w->seen_next, &w->seen_next_ns, n, now))
         return NULL;
-    }
     w->seen_next = NULL;
     return atomic_compare_exchange_strong(&v->next, &n, NULL) ? n : NULL;
 }
@@ -343,13 +377,14 @@ static tp_task *steal(struct tp__worker *w)
     if (n < 2)
         return NULL;
     unsigned start = (unsigned)(rng_next(&w->rng) % n);
+    int64_t now = now_ns();
     for (unsigned i = 0; i < n; i++) {
         struct tp__worker *v = &pool->workers[(start + i) % n];
         if (v == w)
             continue;
-        tp_task *t = fresh_take(v, false);
+        tp_task *t = steal_fresh(v, now);
         if (!t)
-            t = steal_next(w, v);
+            t = steal_next(w, v, now);
         if (t) {
             tp__count(&w->st_steals, 1);
             return t;

@@ -54,8 +54,11 @@ tp_task *tp_spawn(tp_pool *pool, void *(*fn)(void *), void *arg)
     t->pool = pool;
     t->id = new_id();
     t->state = TP__NEW;
-    atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool->spawned, 1, memory_order_relaxed);
+    struct tp__worker *self = tp__self_worker;
+    if (self && self->pool == pool) /* its own counter: see tp__pool_live */
+        tp__count(&self->st_spawned, 1);
+    else
+        atomic_fetch_add_explicit(&pool->spawned, 1, memory_order_relaxed);
     tp__place_new(pool, t);
     return t;
 }
@@ -83,7 +86,6 @@ void tp_exit(void *result)
 /* Called by the scheduler once t has switched out for the last time. */
 void tp__task_finish(struct tp__worker *w, tp_task *t)
 {
-    tp_pool *pool = w->pool;
     tp__stack_release(w, t);
 #if TP_TSAN
     __tsan_destroy_fiber(t->tsan_fiber);
@@ -92,7 +94,7 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
     /* Count it finished before anyone can learn that it is: a joiner that returns, or a
        tp_pool_stats after that, must not still see it live.  (tp_pool_destroy cannot
        free the pool under us: it joins this worker's thread first.) */
-    tp__pool_task_done(pool);
+    tp__pool_task_done(w);
     tp__spin_lock(&t->lock);
     if (!t->detached) /* before DONE is visible: nobody can release it before this */
         tp__done_add(w, t);

@@ -53,6 +53,7 @@ __attribute__((noreturn, cold)) void tp__panic(const char *file, int line, const
    test can make the Nth one fail (tp__fail_alloc_at, see tests/). */
 void *tp__malloc(size_t n);
 void *tp__calloc(size_t n, size_t size);
+void *tp__calloc_aligned(size_t n, size_t size, size_t align); /* free() it */
 void *tp__realloc(void *p, size_t n);
 extern _Atomic long tp__alloc_countdown; /* >0: fail when it reaches 0; <=0: never */
 
@@ -205,7 +206,10 @@ struct tp_task {
 
 enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
 
-struct tp__worker {
+/* Cache-line aligned, so that one worker's hot fields never share a line with its
+   neighbour's in the pool's array (false sharing made every switch on one worker evict a
+   line the other was using). */
+struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     /* --- touched by other threads (waking, stealing) --- */
     _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
                                     first, linked through inbox_next; drained into
@@ -215,6 +219,8 @@ struct tp__worker {
     tp_task *inject_tail;
     tp_task *deque_head;         /* spawned by tasks here: the worker takes the newest */
     tp_task *deque_tail;         /* (depth first), thieves the oldest (biggest subtree) */
+    tp_task *deque_seen;         /* the oldest deque task as thieves last saw it, and */
+    int64_t deque_seen_ns;       /* since when (thief's clock): see steal_fresh() */
     atomic_size_t nfresh;        /* never-run tasks in both, readable without the lock */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
     atomic_int wakers;           /* other threads between queueing a task here and kicking
@@ -241,7 +247,8 @@ struct tp__worker {
     struct tp__rbtree timers;    /* parked tasks with a deadline, by deadline */
     unsigned turn;               /* alternates ready vs fresh so neither starves */
     uint64_t rng;                /* xorshift state (steal victims, select) */
-    tp_task *seen_next;          /* a victim's runnext seen on the last steal attempt */
+    tp_task *seen_next;          /* a victim's runnext seen on the last steal attempt, */
+    int64_t seen_next_ns;        /* and since when (see steal_next) */
     void *altstack;              /* sigaltstack for the overflow handler */
 #if TP_TSAN
     void *tsan_sched_fiber;
@@ -260,6 +267,8 @@ struct tp__worker {
                                     tp_pool_destroy if still there */
     /* tasks parked here = st_parked - st_woken - st_rwoken (woken is not parked) */
     _Atomic uint64_t st_rwoken;  /* woken by other threads (atomic add) */
+    tp__counter st_spawned;      /* tasks spawned by this worker's tasks */
+    _Atomic uint64_t st_finished; /* tasks that finished here (release: see tp__pool_live) */
     tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_woken, st_steals,
         st_sleeps;
 };
@@ -271,11 +280,11 @@ struct tp_pool {
     atomic_uint rr;               /* round robin for spawns from plain threads */
     atomic_int sleepers;          /* workers asleep: spawners wake one to steal */
     atomic_int stopping;          /* set by tp_pool_destroy */
-    atomic_uint_fast64_t live;    /* tasks spawned and not finished */
-    atomic_uint_fast64_t spawned; /* total spawned */
-    pthread_mutex_t idle_mu;      /* tp_pool_wait sleeps here until live == 0 */
+    atomic_uint_fast64_t spawned; /* spawned by anyone but this pool's tasks (the workers
+                                     count their own tasks' spawns: see tp__pool_live) */
+    pthread_mutex_t idle_mu;      /* tp_pool_wait sleeps here until no task is alive */
     pthread_cond_t idle_cv;
-    int waiters;                  /* threads in tp_pool_wait (under idle_mu) */
+    atomic_int waiters;           /* threads in tp_pool_wait (changed under idle_mu) */
 };
 
 /* The worker the calling thread is, or NULL for a plain thread. */
@@ -334,7 +343,8 @@ void tp__thread_futex_wait(atomic_uint *word, int64_t deadline);
 void tp__thread_futex_wake(atomic_uint *word);
 
 /* pool.c */
-void tp__pool_task_done(tp_pool *pool);
+void tp__pool_task_done(struct tp__worker *w);
+uint64_t tp__pool_live(tp_pool *pool);
 
 /* sync.c: blocking helpers shared by select.c, sync.c and wg.c */
 /* Room a parked task needs below the caller of tp__park_reserve for the calls that

@@ -19,6 +19,14 @@ void *tp__malloc(size_t n) { return alloc_fails() ? NULL : malloc(n); }
 void *tp__calloc(size_t n, size_t size) { return alloc_fails() ? NULL : calloc(n, size); }
 void *tp__realloc(void *p, size_t n) { return alloc_fails() ? NULL : realloc(p, n); }
 
+void *tp__calloc_aligned(size_t n, size_t size, size_t align)
+{
+    void *p;
+    if (alloc_fails() || (size && n > SIZE_MAX / size) || posix_memalign(&p, align, n * size))
+        return NULL;
+    return memset(p, 0, n * size);
+}
+
 void tp__spin_lock_slow(tp__spin *s)
 {
     for (unsigned i = 0;; i++) {
