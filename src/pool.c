@@ -127,15 +127,20 @@ fail:
    workers than on one).  Finishes are read first: a finish counted implies its spawn is
    visible too, so the result is never below the truth, and it is 0 only once every task
    counted so far has finished. */
-uint64_t tp__pool_live(tp_pool *pool)
+static uint64_t pool_spawned(tp_pool *pool)
 {
-    uint64_t finished = 0, spawned;
-    for (unsigned i = 0; i < pool->nworkers; i++)
-        finished += atomic_load_explicit(&pool->workers[i].st_finished, memory_order_acquire);
-    spawned = atomic_load(&pool->spawned);
+    uint64_t spawned = atomic_load(&pool->spawned);
     for (unsigned i = 0; i < pool->nworkers; i++)
         spawned += atomic_load_explicit(&pool->workers[i].st_spawned, memory_order_relaxed);
-    return spawned - finished;
+    return spawned;
+}
+
+uint64_t tp__pool_live(tp_pool *pool)
+{
+    uint64_t finished = 0;
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        finished += atomic_load_explicit(&pool->workers[i].st_finished, memory_order_acquire);
+    return pool_spawned(pool) - finished;
 }
 
 /* On w's thread, once a task has finished there.  Counting it and then looking for
@@ -210,10 +215,7 @@ int tp_pool_stats(tp_pool *pool, tp_stats *out)
         out->sleeps += atomic_load_explicit(&w->st_sleeps, memory_order_relaxed);
     }
     out->tasks_live = tp__pool_live(pool);
-    out->tasks_spawned = atomic_load(&pool->spawned);
-    for (unsigned i = 0; i < pool->nworkers; i++)
-        out->tasks_spawned +=
-            atomic_load_explicit(&pool->workers[i].st_spawned, memory_order_relaxed);
+    out->tasks_spawned = pool_spawned(pool);
     out->workers = pool->nworkers;
     return 0;
 }
