@@ -39,7 +39,7 @@ static inline __attribute__((always_inline)) void tp__to_scheduler(struct tp__wo
                                                                tp_task *t)
 {
     san_leave_task(w, t, false);
-    tp__ctx_switch(&t->sp, w->sched_sp);
+    tp__ctx_park(&t->sp, w->sched_sp);
     san_back_in_task(t);
 }
 

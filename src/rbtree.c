@@ -2,7 +2,7 @@
  *
  * Classic algorithm with parent pointers and NULL leaves; the colour lives in bit 0 of
  * the parent pointer so a node is four words.  Used by every worker for its ready queue
- * (key: priority) and its timer queue (key: deadline).
+ * (key: priority, see readyq.h) and its timer queue (key: deadline).
  */
 #include "rbtree.h"
 
@@ -212,4 +212,17 @@ void tp__rb_remove(tree *t, node *z)
     if (removed_color == BLACK)
         remove_fixup(t, x, xp);
     z->pc = TP__RB_UNLINKED;
+}
+
+void tp__rb_replace(tree *t, node *n, node *by)
+{
+    *by = *n; /* parent, colour, children and key */
+    replace_child(t, n, by);
+    if (by->l)
+        set_parent(by->l, by);
+    if (by->r)
+        set_parent(by->r, by);
+    if (t->first == n)
+        t->first = by;
+    n->pc = TP__RB_UNLINKED;
 }

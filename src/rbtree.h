@@ -34,6 +34,8 @@ static inline void tp__rb_init(struct tp__rbtree *t) { t->root = t->first = NULL
 
 void tp__rb_insert(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key);
 void tp__rb_remove(struct tp__rbtree *t, struct tp__rbnode *n);
+/* Put `by` (not in any tree) in linked node n's place, with n's key: O(1). */
+void tp__rb_replace(struct tp__rbtree *t, struct tp__rbnode *n, struct tp__rbnode *by);
 struct tp__rbnode *tp__rb_next(const struct tp__rbnode *n);
 
 #endif

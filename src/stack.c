@@ -6,10 +6,10 @@
  *   | guard (PROT_NONE) ... | shared stack: tasks' frames grow down from hi |
  *
  * A running task's frames occupy [its sp, stack_hi).  When it switches out, the switch
- * pushes its callee-saved registers below its sp and records the new sp (ctx.h), so the
- * byte range [t->sp, stack_hi) is the task's entire state: every frame it has, plus the
- * registers.  Nothing below t->sp is live (the x86_64 red zone is dead across the call
- * into the switch), and nothing above stack_hi belongs to it.  That range is what
+ * stores whatever registers must survive below (or, on x86_64, partly in) its frames and
+ * records the new sp (ctx.h), so the byte range [t->sp, stack_hi) is the task's entire
+ * state: every frame it has, plus the registers.  Nothing below t->sp is live (the
+ * library does not use the x86_64 red zone), and nothing above stack_hi belongs to it.  That range is what
  * tp__stack_save() copies out and tp__stack_restore() copies back to the same addresses,
  * so pointers from the task's frames into its own frames stay valid.
  *
@@ -87,8 +87,11 @@ void tp__stack_destroy(struct tp__worker *w)
 int tp__stack_reserve(tp_task *t, char *sp)
 {
     struct tp__worker *w = t->worker;
-    size_t need = (size_t)(w->stack_hi - sp) + TP__CTX_FRAME;
-    need = (need + 15) & ~(size_t)15;
+    /* Rounded up to a size malloc hands out whole: its chunks are multiples of 16
+       bytes with an 8-byte header, so 16k+8 bytes fill one (glibc; elsewhere harmless).
+       The slack absorbs small variations of depth without a realloc. */
+    size_t need = (size_t)(w->stack_hi - sp) + TP__CTX_PARK_FRAME;
+    need = ((need + 8 + 15) & ~(size_t)15) - 8;
     if (TP__LIKELY(need <= t->save_cap &&
                    !(t->save_cap > TP__SHRINK_MIN && need * 4 < t->save_cap)))
         return 0;

@@ -1,26 +1,47 @@
 /* switch_x86_64.S -- context switch for x86_64 (System V ABI).
  *
- * A context is just a stack pointer: everything the switch must preserve is pushed onto
- * the stack being left, so it travels with the task's live segment when that segment is
- * copied out and back.  The frame below the saved stack pointer is 64 bytes
- * (TP__CTX_FRAME in ctx.h):
+ * A context is a stack pointer that points at a resume address: continuing a context is
+ * "load its stack pointer, pop the address, jump there".  Whatever else must survive is
+ * below that address on the stack being left, put there by the code that switched out,
+ * so it travels with the task's live segment when that segment is copied out and back.
  *
- *   sp+56  return address      pushed by the `call` into tp__ctx_switch
- *   sp+48  %rbp                callee-saved (frame pointer when one is used)
- *   sp+40  %rbx                callee-saved
- *   sp+32  %r12                callee-saved; a new task's argument
- *   sp+24  %r13                callee-saved; a new task's entry function
- *   sp+16  %r14                callee-saved
- *   sp+8   %r15                callee-saved
- *   sp+4   x87 control word    callee-saved per the ABI (rounding, precision)
- *   sp+0   MXCSR               control bits are callee-saved per the ABI (SSE rounding,
+ * There are two ways out of a context.  The scheduler (and a finishing task) calls
+ * tp__ctx_switch below, which pushes all six callee-saved registers like any switch
+ * routine.  A task on its way to park switches with the inline sequence in ctx.h
+ * instead, which tells the compiler that every register but %rsp and %rbp is destroyed:
+ * the compiler then keeps in the blocking function's own frame only the values it still
+ * needs, instead of the switch pushing six registers the function's prologue has
+ * typically just pushed (for its caller) as well.  That takes 40 bytes off every parked
+ * task's saved segment and off every copy.  Both leave the same shape at the saved
+ * stack pointer, so either side can continue the other.
+ *
+ * tp__ctx_switch's frame, below the caller's stack pointer (72 bytes):
+ *
+ *   sp+64  return address      pushed by the `call` into tp__ctx_switch
+ *   sp+56  %rbp                callee-saved (frame pointer when one is used)
+ *   sp+48  %rbx                callee-saved
+ *   sp+40  %r12
+ *   sp+32  %r13
+ *   sp+24  %r14
+ *   sp+16  %r15
+ *   sp+12  x87 control word    callee-saved per the ABI (rounding, precision)
+ *   sp+8   MXCSR               control bits are callee-saved per the ABI (SSE rounding,
  *                              flush-to-zero); the status flags ride along harmlessly
+ *   sp+0   resume address      .Lresume below
  *
- * %rsp itself is stored through the first argument.  Caller-saved registers (%rax,
- * %rcx, %rdx, %rsi, %rdi, %r8-%r11, all vector registers) are dead across a call, so
- * they are not saved.  The direction flag is clear at every call by the ABI.
+ * Caller-saved registers (%rax, %rcx, %rdx, %rsi, %rdi, %r8-%r11, all vector
+ * registers) are dead across a call, so they are not saved.  The direction flag is clear
+ * at every call by the ABI.  The jump into a context is an indirect `jmp`, not a `ret`:
+ * a `ret` that matches no `call` would leave the CPU's return predictor off by one for
+ * every return after it.
  */
 #if defined(__x86_64__)
+
+#if defined(__CET__)
+#define LANDING endbr64
+#else
+#define LANDING
+#endif
 
     .text
 
@@ -31,6 +52,7 @@
     .p2align 4
 tp__ctx_switch:
     .cfi_startproc
+    LANDING
     pushq   %rbp
     .cfi_adjust_cfa_offset 8
     pushq   %rbx
@@ -47,56 +69,76 @@ tp__ctx_switch:
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
+    leaq    .Lresume(%rip), %rax
+    pushq   %rax
     movq    %rsp, (%rdi)        /* the old context is complete */
     movq    %rsi, %rsp          /* now on the new context's stack */
+    popq    %rax
+    jmpq    *%rax
+.Lresume:                       /* here with %rsp at the MXCSR slot */
+    .cfi_def_cfa_offset 64
+    LANDING
     ldmxcsr (%rsp)
     fldcw   4(%rsp)
     addq    $8, %rsp
+    .cfi_adjust_cfa_offset -8
     popq    %r15
+    .cfi_adjust_cfa_offset -8
     popq    %r14
+    .cfi_adjust_cfa_offset -8
     popq    %r13
+    .cfi_adjust_cfa_offset -8
     popq    %r12
+    .cfi_adjust_cfa_offset -8
     popq    %rbx
+    .cfi_adjust_cfa_offset -8
     popq    %rbp
+    .cfi_adjust_cfa_offset -8
     ret
     .cfi_endproc
     .size   tp__ctx_switch, .-tp__ctx_switch
 
 /* void *tp__ctx_init(void *top, void (*fn)(void *), void *arg)
- * Builds, just below the 16-byte aligned `top`, a frame that tp__ctx_switch can switch
- * to: it "returns" into tp__ctx_entry with fn in %r13 and arg in %r12, default MXCSR
- * (0x1f80: all exceptions masked, round to nearest) and x87 control word (0x037f).
- * Returns the stack pointer of that context. */
+ * Builds, just below the 16-byte aligned `top`, a context that continues in
+ * tp__ctx_entry, which calls fn(arg) with the default MXCSR (0x1f80: all exceptions
+ * masked, round to nearest) and x87 control word (0x037f):
+ *
+ *   top-8   fn     top-16  arg     top-24  MXCSR, x87 control word     top-32  resume
+ *
+ * Returns that context's stack pointer, top-32. */
     .globl  tp__ctx_init
     .hidden tp__ctx_init
     .type   tp__ctx_init, @function
     .p2align 4
 tp__ctx_init:
     .cfi_startproc
-    leaq    -64(%rdi), %rax
-    movl    $0x1f80, (%rax)
-    movl    $0x037f, 4(%rax)
-    movq    $0, 8(%rax)         /* r15 */
-    movq    $0, 16(%rax)        /* r14 */
-    movq    %rsi, 24(%rax)      /* r13 = fn */
-    movq    %rdx, 32(%rax)      /* r12 = arg */
-    movq    $0, 40(%rax)        /* rbx */
-    movq    $0, 48(%rax)        /* rbp = 0 ends frame-pointer walks */
+    LANDING
+    leaq    -32(%rdi), %rax
     leaq    tp__ctx_entry(%rip), %rcx
-    movq    %rcx, 56(%rax)
+    movq    %rcx, (%rax)
+    movl    $0x1f80, 8(%rax)
+    movl    $0x037f, 12(%rax)
+    movq    %rdx, 16(%rax)
+    movq    %rsi, 24(%rax)
     ret
     .cfi_endproc
     .size   tp__ctx_init, .-tp__ctx_init
 
-/* First code a new context runs, with %rsp == top (16-byte aligned), so the call below
- * enters fn with the ABI's alignment.  fn never returns. */
+/* First code a new context runs, with %rsp at top-24.  The call leaves from %rsp == top
+ * (16-byte aligned), so fn is entered with the ABI's alignment.  fn never returns. */
     .type   tp__ctx_entry, @function
     .p2align 4
 tp__ctx_entry:
     .cfi_startproc
     .cfi_undefined rip          /* outermost frame: debuggers stop unwinding here */
-    movq    %r12, %rdi
-    callq   *%r13
+    LANDING
+    ldmxcsr (%rsp)
+    fldcw   4(%rsp)
+    movq    8(%rsp), %rdi
+    movq    16(%rsp), %rax
+    addq    $24, %rsp
+    xorl    %ebp, %ebp          /* ends frame-pointer walks */
+    callq   *%rax
     ud2
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry

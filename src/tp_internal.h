@@ -29,6 +29,7 @@
 
 #include "threadplex.h"
 #include "rbtree.h"
+#include "readyq.h"
 #include "sanitize.h"
 #include "ctx.h"
 
@@ -194,6 +195,7 @@ struct tp_task {
     struct tp__wait wait;      /* this task's own wait, when blocked */
     struct tp__wnode node;     /* its registration for single-object waits */
     char inl[16];              /* value buffer for small channel elements */
+    struct tp__rqnode rdy;     /* in its worker's ready queue */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
@@ -210,10 +212,20 @@ enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
    neighbour's in the pool's array (false sharing made every switch on one worker evict a
    line the other was using). */
 struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
-    /* --- touched by other threads (waking, stealing) --- */
+    /* --- touched by other threads waking a task here: one cache line, because on
+       two busy workers trading messages every wake-up moves it between the CPUs --- */
     _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
                                     first, linked through inbox_next; drained into
                                     `ready` by the worker */
+    atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
+    atomic_int wakers;           /* other threads between queueing a task here and kicking
+                                    this worker: tp_pool_destroy waits for 0 */
+    _Atomic uint64_t st_rwoken;  /* statistics: tasks woken by other threads */
+    int evfd;                    /* eventfd that wakes the worker */
+    int epfd;                    /* epoll set the worker sleeps in */
+
+    /* --- touched by other threads spawning and stealing --- */
+    _Alignas(TP__CACHELINE)
     tp__spin lock;               /* guards the two queues of never-run tasks below */
     tp_task *inject_head;        /* spawned from plain threads: FIFO */
     tp_task *inject_tail;
@@ -222,15 +234,10 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     tp_task *deque_seen;         /* the oldest deque task as thieves last saw it, and */
     int64_t deque_seen_ns;       /* since when (thief's clock): see steal_fresh() */
     atomic_size_t nfresh;        /* never-run tasks in both, readable without the lock */
-    atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
-    atomic_int wakers;           /* other threads between queueing a task here and kicking
-                                    this worker: tp_pool_destroy waits for 0 */
     _Atomic(tp_task *) next;     /* runnext: last task spawned here; idle workers may take it */
-    int evfd;                    /* eventfd that wakes the worker */
-    int epfd;                    /* epoll set the worker sleeps in */
 
     /* --- worker-local --- */
-    char pad_[TP__CACHELINE];
+    _Alignas(TP__CACHELINE)
     tp_pool *pool;
     unsigned index;
     pthread_t thread;
@@ -240,7 +247,7 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     char *stack_hi;              /* top (exclusive, 16-byte aligned) */
     tp_task *owner;              /* task whose frames occupy the shared stack */
     tp_task *current;            /* task running now, NULL in the scheduler */
-    struct tp__rbtree ready;     /* woken tasks by (prio, FIFO); only this thread touches it */
+    struct tp__readyq ready;     /* woken tasks by (prio, FIFO); only this thread touches it */
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */
     void *dead_sp;               /* where a finished task's last switch saves its sp */
     enum tp__switch_reason why;  /* why the current task switched out */
@@ -266,7 +273,6 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
                                     through rq.l/rq.r, under `lock`: freed by
                                     tp_pool_destroy if still there */
     /* tasks parked here = st_parked - st_woken - st_rwoken (woken is not parked) */
-    _Atomic uint64_t st_rwoken;  /* woken by other threads (atomic add) */
     tp__counter st_spawned;      /* tasks spawned by this worker's tasks */
     _Atomic uint64_t st_finished; /* tasks that finished here (release: see tp__pool_live) */
     tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_woken, st_steals,
@@ -305,7 +311,7 @@ static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
 {
     if (tp__rb_linked(&t->rq))
         tp__rb_remove(&w->timers, &t->rq);
-    tp__rb_insert(&w->ready, &t->rq, t->prio);
+    tp__rq_push(&w->ready, &t->rdy, t->prio);
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);

@@ -1,9 +1,14 @@
 /* test_rbtree.c -- the intrusive red-black tree behind every ready queue and timer queue:
  * red-black invariants after every operation, in-order = key order, FIFO among equal
- * keys, the cached leftmost node, and random insert/remove against a sorted reference. */
+ * keys, the cached leftmost node, and random insert/remove against a sorted reference;
+ * and the ready queue built on it (readyq.h): random pushes and pops against a
+ * reference ordered by (priority, push order), with the tree of levels checked after
+ * every operation. */
 #include "tp_test.h"
 #include "../src/rbtree.h"
+#include "../src/readyq.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 struct item {
@@ -117,6 +122,78 @@ START_TEST(test_random_against_reference)
 }
 END_TEST
 
+struct rqitem {
+    struct tp__rqnode node;
+    int prio;
+    unsigned seq;   /* push order */
+    bool queued;
+};
+
+/* The queued item a correct queue pops next: lowest prio, then lowest seq. */
+static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
+{
+    struct rqitem *best = NULL;
+    for (unsigned i = 0; i < n; i++)
+        if (it[i].queued &&
+            (!best || it[i].prio < best->prio || (it[i].prio == best->prio && it[i].seq < best->seq)))
+            best = &it[i];
+    return best;
+}
+
+/* One tree node per distinct priority queued, each the oldest of its level. */
+static void rq_check(struct tp__readyq *q, struct rqitem *it, unsigned n)
+{
+    size_t queued = 0, levels = 0;
+    for (unsigned i = 0; i < n; i++) {
+        queued += it[i].queued;
+        if (it[i].queued && tp__rb_linked(&it[i].node.level)) {
+            levels++;
+            ck_assert_int_eq(it[i].node.level.key, it[i].prio);
+            for (unsigned j = 0; j < n; j++)
+                if (it[j].queued && it[j].prio == it[i].prio)
+                    ck_assert_uint_le(it[i].seq, it[j].seq);
+        }
+    }
+    ck_assert_uint_eq(q->n, queued);
+    check_tree(&q->levels, levels);
+}
+
+START_TEST(test_readyq_against_reference)
+{
+    enum { N = 400 };
+    static struct rqitem it[N];
+    struct tp__readyq q;
+    tp__rq_init(&q);
+    unsigned seq = 0;
+    for (unsigned i = 0; i < N; i++)
+        it[i].queued = false;
+    for (unsigned round = 0; round < 20000; round++) {
+        /* Phases that mostly push, then mostly pop, so the queue fills and drains. */
+        bool push = rnd() % 100 < ((round / 1000) % 2 ? 25u : 75u);
+        struct rqitem *x = &it[rnd() % N];
+        if (push && !x->queued) {
+            x->prio = (int)(rnd() % 5) - 2;
+            x->seq = seq++;
+            x->queued = true;
+            tp__rb_node_init(&x->node.level);
+            tp__rq_push(&q, &x->node, x->prio);
+        } else if (!push) {
+            struct rqitem *want = rq_expected(it, N);
+            struct tp__rqnode *got = tp__rq_pop(&q);
+            ck_assert_ptr_eq(got, want ? &want->node : NULL);
+            if (want)
+                want->queued = false;
+        }
+        if (round % 53 == 0)
+            rq_check(&q, it, N);
+    }
+    while (tp__rq_pop(&q))
+        ;
+    ck_assert_uint_eq(q.n, 0);
+    ck_assert_ptr_null(q.levels.root);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rbtree");
@@ -124,6 +201,7 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_fifo_among_equals);
     tcase_add_test(tc, test_random_against_reference);
+    tcase_add_test(tc, test_readyq_against_reference);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
