@@ -1,13 +1,17 @@
 /* readyq.h -- a worker's ready queue: lowest priority value first, FIFO among equals.
  *
- * An rbtree of priority levels, each level a FIFO of tasks.  Only a level's oldest task
- * is in the tree (its node stands for the level); the others hang off it in a singly
+ * An rbtree of priority levels, each level a FIFO.  Only a level's oldest entry is in
+ * the tree (its rbtree node stands for the level); the others hang off it in a singly
  * linked list.  With the usual single priority the tree has one node, so a push touches
- * the level's head and its newest task and a pop the task taken and the one after it --
- * the tasks about to run anyway.  A plain rbtree of tasks walked log2(n) nodes of tasks
- * that would not run for a long time on every insert: with thousands of tasks ready
- * (the prime sieve has a wave of them) each of those was a cache miss, and the tree
- * took a third of the sieve's time.
+ * the level's head and its newest entry and a pop the entry taken and the one after it
+ * -- the tasks about to run anyway.  A plain rbtree of tasks walked log2(n) nodes of
+ * tasks that would not run for a long time on every insert: with thousands of tasks
+ * ready (the prime sieve has a wave of them) each of those was a cache miss, and the
+ * tree took a third of the sieve's time.
+ *
+ * An entry is an rbtree node plus a link at a fixed distance from it (the queue's
+ * link_off), so that the two can sit in different fields of the control block, each
+ * where it shares memory with something dead while the task is ready (tp_internal.h).
  */
 #ifndef TP_READYQ_H
 #define TP_READYQ_H
@@ -16,68 +20,69 @@
 
 #include "rbtree.h"
 
-struct tp__rqnode {
-    struct tp__rbnode level;  /* in the tree while this node heads its level */
-    struct tp__rqnode *next;  /* the next in this level's FIFO, NULL at the end */
-    struct tp__rqnode *tail;  /* the level's newest node (kept in the head only) */
+struct tp__rqlink {
+    struct tp__rbnode *next;  /* the next entry of this level, NULL at the end */
+    struct tp__rbnode *tail;  /* the level's newest entry (kept in the head only) */
 };
 
 struct tp__readyq {
-    struct tp__rbtree levels; /* keyed by priority */
-    size_t n;                 /* nodes queued, all levels */
+    struct tp__rbtree levels; /* the heads, keyed by priority */
+    size_t n;                 /* entries queued, all levels */
+    ptrdiff_t link_off;       /* an entry's link is this many bytes from its node */
 };
 
-static inline void tp__rq_init(struct tp__readyq *q)
+static inline void tp__rq_init(struct tp__readyq *q, ptrdiff_t link_off)
 {
     tp__rb_init(&q->levels);
     q->n = 0;
+    q->link_off = link_off;
 }
 
-#define TP__RQ_HEAD(x) ((struct tp__rqnode *)((char *)(x) - offsetof(struct tp__rqnode, level)))
+static inline struct tp__rqlink *tp__rq_link(const struct tp__readyq *q, struct tp__rbnode *e)
+{
+    return (struct tp__rqlink *)((char *)e + q->link_off);
+}
 
-/* The level for prio, or NULL.  There are as many levels as distinct priorities in use:
-   almost always one. */
-static inline struct tp__rqnode *tp__rq_level(const struct tp__readyq *q, int prio)
+/* The head of the level for prio, or NULL.  There are as many levels as distinct
+   priorities queued: almost always one. */
+static inline struct tp__rbnode *tp__rq_level(const struct tp__readyq *q, int prio)
 {
     struct tp__rbnode *x = q->levels.root;
-    while (x) {
-        if (prio < x->key)
-            x = x->l;
-        else if (prio > x->key)
-            x = x->r;
-        else
-            return TP__RQ_HEAD(x);
-    }
-    return NULL;
+    while (x && x->key != prio)
+        x = prio < x->key ? x->l : x->r;
+    return x;
 }
 
-static inline void tp__rq_push(struct tp__readyq *q, struct tp__rqnode *n, int prio)
+/* Queue e (an rbtree node in no tree) at the end of its priority level. */
+static inline void tp__rq_push(struct tp__readyq *q, struct tp__rbnode *e, int prio)
 {
-    struct tp__rqnode *head = tp__rq_level(q, prio);
-    n->next = NULL;
+    struct tp__rbnode *head = tp__rq_level(q, prio);
+    tp__rq_link(q, e)->next = NULL;
     q->n++;
     if (head) {
-        head->tail->next = n;
-        head->tail = n;
+        struct tp__rqlink *hl = tp__rq_link(q, head);
+        tp__rq_link(q, hl->tail)->next = e;
+        hl->tail = e;
         return;
     }
-    n->tail = n;
-    tp__rb_insert(&q->levels, &n->level, prio);
+    tp__rq_link(q, e)->tail = e;
+    tp__rb_insert(&q->levels, e, prio);
 }
 
-/* The first node of the lowest level, removed; NULL when empty. */
-static inline struct tp__rqnode *tp__rq_pop(struct tp__readyq *q)
+/* The first entry of the lowest level, removed (in no tree); NULL when empty. */
+static inline struct tp__rbnode *tp__rq_pop(struct tp__readyq *q)
 {
-    struct tp__rbnode *first = q->levels.first;
-    if (!first)
+    struct tp__rbnode *head = q->levels.first;
+    if (!head)
         return NULL;
-    struct tp__rqnode *head = TP__RQ_HEAD(first), *next = head->next;
+    struct tp__rqlink *hl = tp__rq_link(q, head);
+    struct tp__rbnode *next = hl->next;
     q->n--;
-    if (next) { /* the level goes on: its next node takes the head's place in the tree */
-        next->tail = head->tail;
-        tp__rb_replace(&q->levels, &head->level, &next->level);
+    if (next) { /* the level goes on: its next entry takes the head's place in the tree */
+        tp__rq_link(q, next)->tail = hl->tail;
+        tp__rb_replace(&q->levels, head, next);
     } else {
-        tp__rb_remove(&q->levels, &head->level);
+        tp__rb_remove(&q->levels, head);
     }
     return head;
 }

@@ -247,8 +247,8 @@ static tp_task *steal_fresh(struct tp__worker *v, int64_t now)
 
 static tp_task *ready_pop(struct tp__worker *w)
 {
-    struct tp__rqnode *n = tp__rq_pop(&w->ready);
-    return n ? (tp_task *)((char *)n - offsetof(struct tp_task, rdy)) : NULL;
+    struct tp__rbnode *n = tp__rq_pop(&w->ready);
+    return n ? TASK_OF_RQ(n) : NULL;
 }
 
 /* ------------------------------------------------- finished, not yet released ---- */

@@ -195,7 +195,7 @@ struct tp_task {
     struct tp__wait wait;      /* this task's own wait, when blocked */
     struct tp__wnode node;     /* its registration for single-object waits */
     char inl[16];              /* value buffer for small channel elements */
-    struct tp__rqnode rdy;     /* in its worker's ready queue */
+    struct tp__rqlink rql;     /* its link in the ready queue (rq is its tree node) */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
@@ -311,7 +311,7 @@ static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
 {
     if (tp__rb_linked(&t->rq))
         tp__rb_remove(&w->timers, &t->rq);
-    tp__rq_push(&w->ready, &t->rdy, t->prio);
+    tp__rq_push(&w->ready, &t->rq, t->prio);
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);

@@ -122,12 +122,16 @@ START_TEST(test_random_against_reference)
 }
 END_TEST
 
+/* The tree node and the link sit apart, as in the control block. */
 struct rqitem {
-    struct tp__rqnode node;
+    struct tp__rbnode node;
     int prio;
     unsigned seq;   /* push order */
     bool queued;
+    struct tp__rqlink link;
 };
+
+#define RQ_LINK_OFF (offsetof(struct rqitem, link) - offsetof(struct rqitem, node))
 
 /* The queued item a correct queue pops next: lowest prio, then lowest seq. */
 static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
@@ -140,19 +144,21 @@ static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
     return best;
 }
 
-/* One tree node per distinct priority queued, each the oldest of its level. */
+/* One tree node per distinct priority queued, each the oldest of its level; the other
+   items are in no tree. */
 static void rq_check(struct tp__readyq *q, struct rqitem *it, unsigned n)
 {
     size_t queued = 0, levels = 0;
     for (unsigned i = 0; i < n; i++) {
         queued += it[i].queued;
-        if (it[i].queued && tp__rb_linked(&it[i].node.level)) {
-            levels++;
-            ck_assert_int_eq(it[i].node.level.key, it[i].prio);
-            for (unsigned j = 0; j < n; j++)
-                if (it[j].queued && it[j].prio == it[i].prio)
-                    ck_assert_uint_le(it[i].seq, it[j].seq);
-        }
+        if (!tp__rb_linked(&it[i].node))
+            continue;
+        ck_assert(it[i].queued);
+        levels++;
+        ck_assert_int_eq(it[i].node.key, it[i].prio);
+        for (unsigned j = 0; j < n; j++)
+            if (it[j].queued && it[j].prio == it[i].prio)
+                ck_assert_uint_le(it[i].seq, it[j].seq);
     }
     ck_assert_uint_eq(q->n, queued);
     check_tree(&q->levels, levels);
@@ -163,10 +169,12 @@ START_TEST(test_readyq_against_reference)
     enum { N = 400 };
     static struct rqitem it[N];
     struct tp__readyq q;
-    tp__rq_init(&q);
+    tp__rq_init(&q, RQ_LINK_OFF);
     unsigned seq = 0;
-    for (unsigned i = 0; i < N; i++)
+    for (unsigned i = 0; i < N; i++) {
         it[i].queued = false;
+        tp__rb_node_init(&it[i].node);
+    }
     for (unsigned round = 0; round < 20000; round++) {
         /* Phases that mostly push, then mostly pop, so the queue fills and drains. */
         bool push = rnd() % 100 < ((round / 1000) % 2 ? 25u : 75u);
@@ -175,14 +183,15 @@ START_TEST(test_readyq_against_reference)
             x->prio = (int)(rnd() % 5) - 2;
             x->seq = seq++;
             x->queued = true;
-            tp__rb_node_init(&x->node.level);
             tp__rq_push(&q, &x->node, x->prio);
         } else if (!push) {
             struct rqitem *want = rq_expected(it, N);
-            struct tp__rqnode *got = tp__rq_pop(&q);
+            struct tp__rbnode *got = tp__rq_pop(&q);
             ck_assert_ptr_eq(got, want ? &want->node : NULL);
-            if (want)
+            if (want) {
                 want->queued = false;
+                ck_assert(!tp__rb_linked(got));
+            }
         }
         if (round % 53 == 0)
             rq_check(&q, it, N);
