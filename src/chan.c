@@ -6,8 +6,9 @@
  *  - a waiting receiver is served directly by the next send; a receive that empties a
  *    slot moves the first waiting sender's value into the buffer, so values leave in
  *    the order their sends completed;
- *  - a value for a parked task is written into the task's own buffer (t->inl or a heap
- *    copy), never into its stack, which may be copied away (the copy-stack rule).
+ *  - a value for a parked task is written into its registration (values up to a
+ *    pointer's size: see tp__chan_value) or a heap copy, never into its stack, which may
+ *    be copied away (the copy-stack rule).
  * Every waiter is completed by whoever wins its claim (tp__wait_claim), so a timeout,
  * a close and a matching operation never both happen to one waiter.
  */
@@ -36,114 +37,157 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
     ch->esz = (uint32_t)esz;
     ch->cap = (uint32_t)cap;
     ch->head = ch->count = 0;
-    ch->sendq.head = ch->sendq.tail = NULL;
-    ch->recvq.head = ch->recvq.tail = NULL;
+    ch->sendq.head = ch->recvq.head = NULL;
     return ch;
 }
 
-/* Where a blocked party's value lives: a plain thread's own memory is stable, a task's
-   stack is not, so a task gets a buffer in its control block (or on the heap). */
-static void *wait_buffer(tp_task *self, void *elem, size_t esz)
-{
-    if (!self)
-        return elem;
-    if (esz <= sizeof self->inl)
-        return self->inl;
-    return tp__malloc(esz);
-}
-
-static void drop_buffer(tp_task *self, void *buf)
-{
-    if (self && buf != self->inl)
-        free(buf);
-}
-
-static int fail(int err)
+/* Out of line: a parked frame's error path then keeps nothing across the call. */
+static __attribute__((noinline)) int fail(int err)
 {
     errno = err;
     return -1;
 }
 
-/* Block on q with the lock held; returns 0 or an errno.  Tasks and threads take separate
-   paths on purpose: the thread's wait records live in its own frame, and keeping them out
-   of the task path keeps a parked task's live stack segment (which is copied on every
-   switch) down to a few words per frame. */
-static inline __attribute__((always_inline)) int block_task(tp_chan *ch, struct tp__wqueue *q,
-                                                            tp_task *self, void *val,
-                                                            int64_t deadline)
+#define CHAN_OF(q, member) ((tp_chan *)(void *)((char *)(q) - offsetof(tp_chan, member)))
+
+/* A party that timed out withdraws its registration (w->obj). */
+static void cancel_send(struct tp__wait *w)
 {
-    struct tp__wait *w = &self->wait;
-    struct tp__wnode *n = &self->node;
+    struct tp__wnode *n = w->obj;
+    tp__wnode_withdraw(n, &CHAN_OF(n->q, sendq)->lock);
+}
+
+static void cancel_recv(struct tp__wait *w)
+{
+    struct tp__wnode *n = w->obj;
+    tp__wnode_withdraw(n, &CHAN_OF(n->q, recvq)->lock);
+}
+
+/* Fill in a wait and its one registration (n->val already set) and queue it on q. */
+static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
+                    struct tp__wnode *n, tp_task *self)
+{
     tp__wait_init(w, self);
-    w->cancel = tp__wnode_cancel;
+    w->cancel = q == &ch->sendq ? cancel_send : cancel_recv;
     w->obj = n;
     n->w = w;
-    n->val = val;
-    n->index = 0;
-    tp__wnode_queue(n, q, &ch->lock);
-    if (TP__UNLIKELY(tp__park_here(self, &ch->lock, deadline) < 0)) {
-        tp__wq_remove(q, n); /* nothing was parked; the lock is still ours */
+    tp__wnode_queue(n, q);
+}
+
+/* A task's side of blocking on q except the switch, out of line: the frame that
+   switches (sp) stays in the task's saved segment for as long as it is parked, copied
+   on every switch, so it should hold only what it needs after waking.  0 with the lock
+   released, or ENOMEM with nothing queued (and the lock released too). */
+static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue *q,
+                                                  tp_task *self, int64_t deadline, char *sp)
+{
+    enqueue(ch, q, &self->wait, &self->node, self);
+    if (TP__UNLIKELY(tp__park_arm(self, &ch->lock, deadline, sp) < 0)) {
+        tp__wq_remove(q, &self->node);
         tp__spin_unlock(&ch->lock);
         return ENOMEM;
     }
-    return w->status;
+    return 0;
 }
 
-static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue *q, void *val,
-                                                  int64_t deadline)
+/* Block the calling task on q, with the lock held and self->node.val set; returns 0 or
+   an errno, with the lock released.  Always inlined: the switch must be in the frame
+   whose stack pointer task_enqueue reserved for. */
+static inline __attribute__((always_inline)) int block_task(tp_chan *ch, struct tp__wqueue *q,
+                                                            tp_task *self, int64_t deadline)
+{
+    if (TP__UNLIKELY(task_enqueue(ch, q, self, deadline, tp__ctx_sp())))
+        return ENOMEM;
+    tp__to_scheduler(self->worker, self);
+    return self->wait.status;
+}
+
+/* A task's value larger than a pointer waits in a heap copy (its stack may be copied
+   away while it is parked).  Lock held; returns 0 or an errno, with the lock released. */
+static __attribute__((noinline)) int block_task_large(tp_chan *ch, struct tp__wqueue *q,
+                                                      tp_task *self, void *elem,
+                                                      int64_t deadline)
+{
+    uint32_t esz = ch->esz;
+    bool send = q == &ch->sendq;
+    void *buf = tp__malloc(esz);
+    if (TP__UNLIKELY(!buf)) {
+        tp__spin_unlock(&ch->lock);
+        return ENOMEM;
+    }
+    if (send)
+        memcpy(buf, elem, esz);
+    self->node.val = buf;
+    int rc = block_task(ch, q, self, deadline);
+    if (rc == 0 && !send)
+        memcpy(elem, buf, esz);
+    free(buf);
+    return rc;
+}
+
+/* A plain thread's wait records live in this frame: its stack does not move, so a
+   value larger than a pointer goes straight from and to elem.  Kept out of the task
+   path, whose frames are copied on every switch while it is parked. */
+static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue *q,
+                                                  void *elem, int64_t deadline)
 {
     struct tp__wait w;
     struct tp__wnode n;
-    tp__wait_init(&w, NULL);
-    w.cancel = tp__wnode_cancel;
-    w.obj = &n;
-    n.w = &w;
-    n.val = val;
-    n.index = 0;
-    tp__wnode_queue(&n, q, &ch->lock);
-    return tp__wait_block(&w, &ch->lock, deadline);
-}
-
-static inline int block_on(tp_chan *ch, struct tp__wqueue *q, tp_task *self, void *val,
-                           int64_t deadline)
-{
-    if (self)
-        return block_task(ch, q, self, val, deadline);
-    return block_thread(ch, q, val, deadline);
+    uint32_t esz = ch->esz;
+    bool send = q == &ch->sendq, carried = esz <= sizeof n.val;
+    if (!carried)
+        n.val = elem;
+    else if (send)
+        memcpy(&n.val, elem, esz);
+    enqueue(ch, q, &w, &n, NULL);
+    int rc = tp__wait_block(&w, &ch->lock, deadline);
+    if (rc == 0 && carried && !send)
+        memcpy(elem, &n.val, esz);
+    return rc;
 }
 
 /* The blocking halves of send and receive, entered with the lock held.  They are
    separate functions, reached by tail calls, so that the frame of tp_chan_send/recv is
-   not part of a parked task's live segment: only this small frame is. */
+   not part of a parked task's live segment: only this small frame is.  A task with a
+   value up to a pointer's size -- the common case -- carries it in its registration
+   (see tp__chan_value); the other cases have frames of their own. */
 static __attribute__((noinline)) int send_wait(tp_chan *ch, const void *elem, int64_t deadline)
 {
     tp_task *self = tp__current();
-    void *val = wait_buffer(self, (void *)elem, ch->esz);
-    if (TP__UNLIKELY(!val)) {
-        tp__spin_unlock(&ch->lock);
-        return fail(ENOMEM);
+    uint32_t esz = ch->esz;
+    int rc;
+    if (!self) {
+        rc = block_thread(ch, &ch->sendq, (void *)elem, deadline);
+    } else if (esz > sizeof self->node.val) {
+        rc = block_task_large(ch, &ch->sendq, self, (void *)elem, deadline);
+    } else {
+        memcpy(&self->node.val, elem, esz);
+        rc = block_task(ch, &ch->sendq, self, deadline);
     }
-    if (val != elem)
-        memcpy(val, elem, ch->esz);
-    int rc = block_on(ch, &ch->sendq, self, val, deadline);
-    drop_buffer(self, val);
     return rc ? fail(rc) : 0;
 }
 
+static __attribute__((noinline)) int recv_wait_other(tp_chan *ch, void *elem, int64_t deadline)
+{
+    tp_task *self = tp__current();
+    int rc = self ? block_task_large(ch, &ch->recvq, self, elem, deadline)
+                  : block_thread(ch, &ch->recvq, elem, deadline);
+    return rc ? fail(rc) : 0;
+}
+
+/* The frame of a task parked in tp_chan_recv, the commonest way to park: it keeps three
+   words (self, elem, esz) across the switch. */
 static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
 {
     tp_task *self = tp__current();
     uint32_t esz = ch->esz;
-    void *val = wait_buffer(self, elem, esz);
-    if (TP__UNLIKELY(!val)) {
-        tp__spin_unlock(&ch->lock);
-        return fail(ENOMEM);
-    }
-    int rc = block_on(ch, &ch->recvq, self, val, deadline);
-    if (rc == 0 && val != elem)
-        memcpy(elem, val, esz);
-    drop_buffer(self, val);
-    return rc ? fail(rc) : 0;
+    if (!self || esz > sizeof self->node.val)
+        return recv_wait_other(ch, elem, deadline);
+    int rc = block_task(ch, &ch->recvq, self, deadline);
+    if (TP__UNLIKELY(rc))
+        return fail(rc);
+    memcpy(elem, &self->node.val, esz); /* where whoever completed us left the value */
+    return 0;
 }
 
 /* After a try: unlock, wake whoever the operation completed, report. */
@@ -151,7 +195,7 @@ static inline int finish(tp_chan *ch, struct tp__wnode *wake, int rc)
 {
     tp__spin_unlock(&ch->lock);
     if (wake)
-        tp__wait_complete(wake->w, 0, wake->index);
+        tp__wait_complete(wake->w, 0);
     return rc ? fail(rc) : 0;
 }
 

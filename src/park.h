@@ -46,16 +46,9 @@ static inline __attribute__((always_inline)) void tp__to_scheduler(struct tp__wo
 static inline __attribute__((always_inline)) int tp__park_here(tp_task *t, tp__spin *held,
                                                               int64_t deadline)
 {
-    struct tp__worker *w = t->worker;
-    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
+    if (TP__UNLIKELY(tp__park_prepare(t, held, deadline, tp__ctx_sp()) < 0))
         return -1;
-    if (deadline >= 0)
-        tp__timer_add(w, t, deadline);
-    tp__count(&w->st_parked, 1);
-    if (held)
-        tp__spin_unlock(held);
-    w->why = TP__SW_PARK;
-    tp__to_scheduler(w, t);
+    tp__to_scheduler(t->worker, t);
     return 0; /* (its waker counted it unparked and took it out of the timer tree) */
 }
 

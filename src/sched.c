@@ -427,6 +427,12 @@ static void run(struct tp__worker *w, tp_task *t)
     }
 }
 
+__attribute__((noinline)) int tp__park_prepare(tp_task *t, tp__spin *held, int64_t deadline,
+                                               char *sp)
+{
+    return tp__park_arm(t, held, deadline, sp);
+}
+
 __attribute__((noinline)) int tp__park(tp_task *t, tp__spin *held, int64_t deadline)
 {
     return tp__park_here(t, held, deadline);

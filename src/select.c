@@ -18,9 +18,10 @@
  *
  * Copy-stack: while a task is parked, other threads read its nodes and write the value
  * it receives, so nodes and value buffers live in one heap block (struct reg), never on
- * the task's stack.  A plain thread's stack does not move, so its values go straight to
- * and from the caller's elem.  The stack-save buffer is reserved before any node is
- * visible, so the task can always park once it has registered.
+ * the task's stack.  Values up to a pointer's size travel in the nodes themselves (see
+ * tp__chan_value); a plain thread's stack does not move, so its larger values go
+ * straight to and from the caller's elem.  The stack-save buffer is reserved before any
+ * node is visible, so the task can always park once it has registered.
  */
 #include "chan.h"
 
@@ -32,7 +33,11 @@
 /* What other threads may touch while the caller blocks: heap memory. */
 struct reg {
     size_t n;
-    struct tp__wnode node[]; /* one per case; then (tasks only) the value buffers */
+    struct reg_case {
+        struct tp__wnode node;
+        tp_chan *ch;         /* whose lock guards the node's queue */
+    } c[];                   /* one per case; then (tasks only) buffers for the values
+                                larger than a pointer */
 };
 
 /* The caller's private working state (never touched by others). */
@@ -177,32 +182,36 @@ static int try_cases(struct sel *s, struct tp__wnode **wake)
 
 #define ALIGN16(x) (((size_t)(x) + 15) & ~(size_t)15) /* (size_t first: esz is 32-bit) */
 
-/* The heap block for n nodes plus, for a task, one value buffer per case (a send's
-   buffer holds a copy of its value: the task's elem may be copied away).  NULL on
-   overflow or ENOMEM. */
+/* Bytes of heap buffer case c needs: a task's value larger than a pointer (a send's
+   buffer holds a copy of its value: the task's elem may be copied away). */
+static size_t buffer_size(const tp_case *c, tp_task *self)
+{
+    return self && c->ch->esz > sizeof(void *) ? ALIGN16(c->ch->esz) : 0;
+}
+
+/* The heap block for n nodes plus their buffers.  NULL on overflow or ENOMEM. */
 static struct reg *reg_new(struct sel *s, tp_task *self)
 {
-    size_t size = ALIGN16(sizeof(struct reg) + s->n * sizeof(struct tp__wnode));
-    for (size_t i = 0; self && i < s->n; i++)
-        if (__builtin_add_overflow(size, ALIGN16(s->cases[i].ch->esz), &size))
+    size_t size = ALIGN16(sizeof(struct reg) + s->n * sizeof(struct reg_case));
+    for (size_t i = 0; i < s->n; i++)
+        if (__builtin_add_overflow(size, buffer_size(&s->cases[i], self), &size))
             return NULL;
     struct reg *r = tp__malloc(size);
     if (TP__UNLIKELY(!r))
         return NULL;
     r->n = s->n;
-    char *buf = (char *)r + ALIGN16(sizeof(struct reg) + s->n * sizeof(struct tp__wnode));
+    char *buf = (char *)r + ALIGN16(sizeof(struct reg) + s->n * sizeof(struct reg_case));
     for (size_t i = 0; i < s->n; i++) {
         tp_case *c = &s->cases[i];
-        struct tp__wnode *n = &r->node[i];
-        tp__wnode_init(n);
-        n->index = (int)i;
+        struct tp__wnode *n = &r->c[i].node;
+        r->c[i].ch = c->ch;
         n->val = c->elem;
-        if (self) {
+        if (buffer_size(c, self)) {
             n->val = buf;
-            buf += ALIGN16(c->ch->esz);
-            if (c->op == TP_SEND)
-                memcpy(n->val, c->elem, c->ch->esz);
+            buf += buffer_size(c, self);
         }
+        if (c->op == TP_SEND)
+            memcpy(tp__chan_value(n, c->ch->esz), c->elem, c->ch->esz);
     }
     return r;
 }
@@ -212,23 +221,29 @@ static void reg_queue(struct sel *s, struct reg *r, struct tp__wait *w)
 {
     for (size_t i = 0; i < s->n; i++) {
         tp_chan *ch = s->cases[i].ch;
-        struct tp__wnode *n = &r->node[i];
+        struct tp__wnode *n = &r->c[i].node;
         n->w = w;
-        tp__wnode_queue(n, s->cases[i].op == TP_SEND ? &ch->sendq : &ch->recvq, &ch->lock);
+        tp__wnode_queue(n, s->cases[i].op == TP_SEND ? &ch->sendq : &ch->recvq);
     }
 }
 
 /* Unqueue whatever is still queued, one channel lock at a time.  Idempotent: it runs
-   as the wait's cancel (timeout) and again after every wake-up. */
-static void reg_withdraw(struct reg *r)
+   as the wait's cancel (timeout) and again after every wake-up.  Returns the case whose
+   node was no longer queued (-1: none): after a wake-up that was not a timeout, the
+   one whose completer claimed the wait and unqueued the node. */
+static int reg_withdraw(struct reg *r)
 {
+    int done = -1;
     for (size_t i = 0; i < r->n; i++) {
-        struct tp__wnode *n = &r->node[i];
-        tp__spin_lock(n->lock);
-        if (tp__wq_queued(n))
-            tp__wq_remove(n->q, n);
-        tp__spin_unlock(n->lock);
+        struct reg_case *c = &r->c[i];
+        tp__spin_lock(&c->ch->lock);
+        if (tp__wq_queued(&c->node))
+            tp__wq_remove(c->node.q, &c->node);
+        else
+            done = (int)i;
+        tp__spin_unlock(&c->ch->lock);
     }
+    return done;
 }
 
 static void reg_cancel(struct tp__wait *w) { reg_withdraw(w->obj); }
@@ -246,16 +261,16 @@ static int block(struct sel *s, struct reg *r, struct tp__wait *w, tp_task *self
     /* Anyone may complete w from here on, even before we block: the block then
        returns at once.  It cannot fail: the stack-save buffer is reserved. */
     int status = tp__wait_block(w, NULL, deadline);
-    reg_withdraw(r);
+    int i = reg_withdraw(r);
     if (status == ETIMEDOUT)
         return -ETIMEDOUT;
-    TP__ASSERT(status == 0 || status == EPIPE);
-    tp_case *c = &s->cases[w->index];
-    struct tp__wnode *n = &r->node[w->index];
-    if (status == 0 && c->op == TP_RECV && n->val != c->elem)
-        memcpy(c->elem, n->val, c->ch->esz);
+    TP__ASSERT(i >= 0 && (status == 0 || status == EPIPE));
+    tp_case *c = &s->cases[i];
+    void *val = tp__chan_value(&r->c[i].node, c->ch->esz);
+    if (status == 0 && c->op == TP_RECV && val != c->elem)
+        memcpy(c->elem, val, c->ch->esz);
     c->err = status;
-    return w->index;
+    return i;
 }
 
 /* A plain thread's wait lives in this frame (its stack stays put); kept out of the task
@@ -281,7 +296,7 @@ static int run(struct sel *s, int64_t deadline)
         if (i >= 0 || deadline == 0) {
             unlock_all(s);
             if (wake)
-                tp__wait_complete(wake->w, 0, wake->index);
+                tp__wait_complete(wake->w, 0);
             free(r);
             return i >= 0 ? i : -ETIMEDOUT;
         }

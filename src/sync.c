@@ -29,39 +29,41 @@ __attribute__((noinline)) int tp__park_reserve(tp_task *t)
     return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN);
 }
 
-/* Fill w and n (the caller's registration) and queue n on q. */
+/* Fill w and n (the caller's registration) and queue n on q; cancel (w->obj = n)
+   unqueues n after a timeout. */
 static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
-                       struct tp__wqueue *q, tp__spin *lock, void *val)
+                       struct tp__wqueue *q, tp__cancel_fn *cancel, void *val)
 {
     tp__wait_init(w, self);
-    w->cancel = tp__wnode_cancel; /* a deadline unqueues n */
+    w->cancel = cancel;
     w->obj = n;
     n->w = w;
     n->val = val;
-    n->index = 0;
-    tp__wnode_queue(n, q, lock);
+    tp__wnode_queue(n, q);
 }
 
 /* A plain thread's registration lives in this frame: its stack stays put.  Kept out of
    the task path so that a parked task's live segment (copied on every switch) does not
    carry these unused records. */
 static __attribute__((noinline)) int block_thread(struct tp__wqueue *q, tp__spin *lock,
-                                                  void *val, int64_t deadline)
+                                                  tp__cancel_fn *cancel, void *val,
+                                                  int64_t deadline)
 {
     struct tp__wait w;
     struct tp__wnode n;
-    queue_self(&w, &n, NULL, q, lock, val);
+    queue_self(&w, &n, NULL, q, cancel, val);
     return tp__wait_block(&w, lock, deadline); /* a thread cannot fail with ENOMEM */
 }
 
-int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadline)
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, tp__cancel_fn *cancel, void *val,
+                 int64_t deadline)
 {
     tp_task *self = tp__current();
     if (!self)
-        return block_thread(q, lock, val, deadline);
+        return block_thread(q, lock, cancel, val, deadline);
     /* A task's registration lives in its control block: its stack may be copied away
        while others look at the node. */
-    queue_self(&self->wait, &self->node, self, q, lock, val);
+    queue_self(&self->wait, &self->node, self, q, cancel, val);
     int rc = tp__wait_block(&self->wait, lock, deadline);
     if (TP__UNLIKELY(rc == ENOMEM)) /* nothing parked; the lock is still ours */
         tp__wq_remove(q, &self->node);
@@ -108,8 +110,9 @@ static int acquire(struct mutex *m, tp_task *self)
         tp__spin_unlock(&m->lock);
         return EDEADLK;
     }
-    /* When this returns 0 the unlocker has already made us the owner. */
-    int rc = tp__block_on(&m->waiters, &m->lock, id, -1);
+    /* When this returns 0 the unlocker has already made us the owner.  (No deadline,
+       so nothing is ever cancelled.) */
+    int rc = tp__block_on(&m->waiters, &m->lock, NULL, id, -1);
     if (TP__UNLIKELY(rc == ENOMEM))
         tp__spin_unlock(&m->lock);
     return rc;
@@ -127,7 +130,7 @@ static int release(struct mutex *m, void *id)
     m->owner = n ? n->val : NULL;
     tp__spin_unlock(&m->lock);
     if (n)
-        tp__wait_complete(n->w, 0, 0);
+        tp__wait_complete(n->w, 0);
     return 0;
 }
 
@@ -195,13 +198,21 @@ int tp_cond_init(tp_cond *pc)
     return 0;
 }
 
+/* A waiter that timed out withdraws its registration (w->obj). */
+static void cond_cancel(struct tp__wait *w)
+{
+    struct tp__wnode *n = w->obj;
+    struct cond *c = (struct cond *)(void *)((char *)n->q - offsetof(struct cond, waiters));
+    tp__wnode_withdraw(n, &c->lock);
+}
+
 /* Queue on c (w and n are the caller's registration), release m, block; 0 or
    ETIMEDOUT.  The caller holds m. */
 static int cond_block(struct cond *c, struct mutex *m, struct tp__wait *w,
                       struct tp__wnode *n, tp_task *self, int64_t deadline)
 {
     tp__spin_lock(&c->lock);
-    queue_self(w, n, self, &c->waiters, &c->lock, NULL);
+    queue_self(w, n, self, &c->waiters, cond_cancel, NULL);
     tp__spin_unlock(&c->lock);
     int released = release(m, identity(self));
     TP__ASSERT(released == 0); /* the caller checked that it holds m */
@@ -251,7 +262,7 @@ int tp_cond_signal(tp_cond *pc)
     struct tp__wnode *n = tp__wq_claim_first(&c->waiters);
     tp__spin_unlock(&c->lock);
     if (n)
-        tp__wait_complete(n->w, 0, 0);
+        tp__wait_complete(n->w, 0);
     return 0;
 }
 

@@ -47,7 +47,6 @@ tp_task *tp_spawn(tp_pool *pool, void *(*fn)(void *), void *arg)
         return NULL;
     }
     tp__rb_node_init(&t->rq);
-    tp__wnode_init(&t->node);
     tp__spin_init(&t->lock);
     t->fn = fn;
     t->arg = arg;
@@ -110,7 +109,7 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
     if (detached)
         free(t);
     else if (wake)
-        tp__wait_complete(j, 0, 0);
+        tp__wait_complete(j, 0);
 }
 
 /* A joiner that timed out withdraws itself, unless the finisher already took it. */

@@ -67,7 +67,7 @@ static void deadline_to_ts(int64_t deadline, struct timespec *ts)
     ts->tv_nsec = (deadline % 1000) * 1000000;
 }
 
-void tp__thread_futex_wait(atomic_uint *word, int64_t deadline)
+void tp__thread_futex_wait(atomic_uint *word, unsigned expect, int64_t deadline)
 {
     struct timespec ts, *tsp = NULL;
     if (deadline >= 0) {
@@ -75,7 +75,7 @@ void tp__thread_futex_wait(atomic_uint *word, int64_t deadline)
         tsp = &ts;
     }
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, which matches tp_now. */
-    syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 0, tsp, NULL,
+    syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect, tsp, NULL,
             FUTEX_BITSET_MATCH_ANY);
 }
 

@@ -104,59 +104,81 @@ static inline void tp__count(tp__counter *c, int64_t d)
 struct tp__wait;
 typedef void tp__cancel_fn(struct tp__wait *w);
 
+/* Bits of tp__wait.state. */
+#define TP__WAIT_CLAIMED 1u /* someone has decided the outcome */
+#define TP__WAIT_WOKEN 2u   /* plain thread: the outcome is recorded (it sleeps on this word) */
+#define TP__WAIT_TASK 4u    /* set at init: the wait is a task's, tp_task.wait */
+
 /* One blocked party.  A task's lives in its control block; a plain thread's on its own
    stack (a thread's stack does not move).  Registrations point here. */
 struct tp__wait {
-    atomic_int claimed;     /* 0 until someone decides the outcome */
+    atomic_uint state;      /* TP__WAIT_* bits */
     int status;             /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
-    int index;              /* which registration completed (select case) */
-    atomic_uint futex;      /* plain thread: becomes 1 when woken */
-    tp_task *task;          /* the blocked task, or NULL for a plain thread */
     tp__cancel_fn *cancel;  /* withdraws the registrations after a timeout */
-    void *obj;              /* what cancel works on (channel, mutex, select state...) */
+    void *obj;              /* what cancel works on (the registration, select state...) */
 };
 
-/* One registration of a wait on a wait queue (channel senders, mutex waiters, ...). */
+/* One registration of a wait on a wait queue (channel senders, mutex waiters, ...).  The
+   lock that guards the queue is not stored: whoever withdraws a registration knows the
+   object (see the cancel functions). */
 struct tp__wnode {
-    struct tp__wnode *next, *prev; /* in the queue; prev == self when not queued */
+    struct tp__wnode *next;        /* in the queue (circular) */
+    struct tp__wnode *prev;        /* NULL when not queued */
     struct tp__wait *w;            /* the blocked party */
-    void *val;                     /* value to send / buffer the received value lands in */
+    void *val;                     /* what the party brings: a channel value or where it
+                                      lands (see tp__chan_value), a mutex owner, ... */
     struct tp__wqueue *q;          /* the queue it is (or was) in */
-    tp__spin *lock;                /* the lock that guards q */
-    int index;                     /* select case index, else 0 */
 };
 
+/* A FIFO of registrations: a circular list, so one pointer (the tail is head->prev). */
 struct tp__wqueue {
-    struct tp__wnode *head, *tail;
+    struct tp__wnode *head;
 };
 
-void tp__wait_init(struct tp__wait *w, tp_task *self);
+static inline void tp__wait_init(struct tp__wait *w, tp_task *self)
+{
+    atomic_store_explicit(&w->state, self ? TP__WAIT_TASK : 0, memory_order_relaxed);
+    w->status = 0;
+    w->cancel = NULL;
+    w->obj = NULL;
+}
 /* Decide the outcome; true for exactly one caller. */
 static inline bool tp__wait_claim(struct tp__wait *w)
 {
-    int expect = 0;
-    return atomic_compare_exchange_strong_explicit(&w->claimed, &expect, 1,
+    /* The TASK bit never changes: this is "open -> claimed". */
+    unsigned open = atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK;
+    return atomic_compare_exchange_strong_explicit(&w->state, &open, open | TP__WAIT_CLAIMED,
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 /* After a successful claim: record the outcome and wake the party. */
-void tp__wait_complete(struct tp__wait *w, int status, int index);
+void tp__wait_complete(struct tp__wait *w, int status);
 /* Block the caller (task or thread) until its wait is completed or the deadline passes.
    `held` (may be NULL) is released once the caller can no longer miss a wake-up.
    Returns the outcome's status (ETIMEDOUT after a timeout, ENOMEM when the task's stack
    could not be saved, in which case `held` is still held and nothing was parked). */
 int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline);
 
-void tp__wq_push(struct tp__wqueue *q, struct tp__wnode *n);
 void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n);
-static inline bool tp__wq_queued(const struct tp__wnode *n) { return n->prev != n; }
-static inline void tp__wnode_init(struct tp__wnode *n) { n->prev = n; n->next = NULL; }
+static inline bool tp__wq_queued(const struct tp__wnode *n) { return n->prev != NULL; }
 /* The first registration whose wait we manage to claim (removed), or NULL.  Entries
    whose wait was claimed by someone else are left for their claimer to remove. */
 struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q);
-/* Queue n on q (guarded by lock, held by the caller). */
-void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q, tp__spin *lock);
-/* A cancel function for waits with one registration (w->obj = the node): unqueue it. */
-void tp__wnode_cancel(struct tp__wait *w);
+/* Queue n at the tail of q (the caller holds the lock that guards q). */
+static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)
+{
+    struct tp__wnode *head = q->head;
+    n->q = q;
+    if (!head) {
+        n->next = n->prev = q->head = n;
+        return;
+    }
+    n->next = head;
+    n->prev = head->prev;
+    head->prev->next = n;
+    head->prev = n;
+}
+/* For a cancel function: unqueue n, whose queue `lock` guards, unless its completer has. */
+void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
 
 /* --------------------------------------------------------------------- tasks ---- */
 
@@ -168,12 +190,32 @@ enum tp__task_state {
     TP__DONE,    /* finished; result valid */
 };
 
-/* The control block.  Kept small: with a million parked tasks every word is 8 MB. */
+/* The control block.  Kept small: with a million parked tasks every word is 8 MB.
+ *
+ * `node` shares its memory with three fields that are never needed while it is in use.
+ * The node is in use from the moment the task queues it in a wait until the wait is
+ * completed, and whoever completes a wait is done with the node (it has unqueued it and
+ * read its w and val) before it wakes the task.  So:
+ *  - `inbox_next` is needed only between a wake-up from another thread and the worker's
+ *    drain of its inbox, when the task's wait is already complete;
+ *  - `rql` is needed only while the task is in its worker's ready queue, after that
+ *    drain (which reads inbox_next before it queues the task);
+ *  - `arg` is the argument until the task starts and its result once it has finished;
+ *    the node, the inbox and the ready queue are used only in between.
+ * They overlay node.next and node.prev (the "not queued" mark, which nobody reads once
+ * the wait is complete) and leave alone node.val, which carries a received value to the
+ * task until it resumes (see chan.c).  The wait record is not overlaid: wakers write its
+ * status before the wake, and the task reads it after. */
 struct tp_task {
     struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
-                                  ready tree once woken (the worker moves it); `l` links
-                                  the fresh FIFO of a task that has never run */
-    tp_task *inbox_next;       /* link in a worker's inbox of remote wake-ups */
+                                  ready queue once woken (the worker moves it); `l` and
+                                  `r` link the never-run and finished lists (sched.c) */
+    union {                    /* (see above) */
+        struct tp__wnode node; /* its registration for single-object waits */
+        tp_task *inbox_next;   /* link in a worker's inbox of remote wake-ups */
+        struct tp__rqlink rql; /* its link in the ready queue (rq is its tree node) */
+        void *arg;             /* its argument, then its result */
+    };
     void *sp;                  /* saved stack pointer; NULL before the first run */
     union {                    /* (fields never needed at the same time share a word) */
         void *(*fn)(void *);   /* entry function, until the task starts */
@@ -185,7 +227,6 @@ struct tp_task {
         tp_pool *pool;             /* the pool it was spawned into, until it starts */
         struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
     };
-    void *arg;                 /* its argument, then its result */
     uint64_t id;               /* unique, nonzero */
     tp__spin lock;             /* guards state/joiner/detached against the finisher */
     uint8_t state;             /* enum tp__task_state */
@@ -193,9 +234,6 @@ struct tp_task {
     int8_t prio;               /* ready-queue key: lower runs first */
     struct tp__wait *joiner;   /* the one party waiting in tp_join */
     struct tp__wait wait;      /* this task's own wait, when blocked */
-    struct tp__wnode node;     /* its registration for single-object waits */
-    char inl[16];              /* value buffer for small channel elements */
-    struct tp__rqlink rql;     /* its link in the ready queue (rq is its tree node) */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
@@ -203,6 +241,18 @@ struct tp_task {
     void *asan_fake;
 #endif
 };
+
+#if defined(__x86_64__) && !TP_ASAN && !TP_TSAN
+/* glibc hands out (request + 8) rounded up to 16 bytes: 152 is a 160-byte chunk, 153 a
+   176-byte one.  At a million parked tasks (benchmark W1) that step is 16 MB. */
+_Static_assert(sizeof(struct tp_task) <= 152, "tp_task grew past a malloc chunk boundary");
+#endif
+
+/* The task whose own wait w is (w's TP__WAIT_TASK bit is set). */
+static inline tp_task *tp__wait_task(struct tp__wait *w)
+{
+    return (tp_task *)((char *)w - offsetof(struct tp_task, wait));
+}
 
 /* -------------------------------------------------------------------- worker ---- */
 
@@ -345,8 +395,30 @@ void tp__task_finish(struct tp__worker *w, tp_task *t);
 int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
 int tp__deadline_check(int64_t deadline);
-void tp__thread_futex_wait(atomic_uint *word, int64_t deadline);
+void tp__thread_futex_wait(atomic_uint *word, unsigned expect, int64_t deadline);
 void tp__thread_futex_wake(atomic_uint *word);
+
+/* sched.c, the task side of parking */
+/* Everything a park does but the switch: reserve room for t's segment (sp: where t will
+   switch), arm the deadline, release `held`.  -1/ENOMEM with `held` still held and
+   nothing armed.  The frame that then switches keeps only what it needs after waking
+   (it is part of the task's saved segment for as long as it is parked), so this runs
+   out of line: tp__park_prepare, or this inline copy in a function that is out of line
+   already. */
+static inline int tp__park_arm(tp_task *t, tp__spin *held, int64_t deadline, char *sp)
+{
+    struct tp__worker *w = t->worker;
+    if (TP__UNLIKELY(tp__stack_reserve(t, sp) < 0))
+        return -1;
+    if (deadline >= 0)
+        tp__timer_add(w, t, deadline);
+    tp__count(&w->st_parked, 1);
+    if (held)
+        tp__spin_unlock(held);
+    w->why = TP__SW_PARK;
+    return 0;
+}
+int tp__park_prepare(tp_task *t, tp__spin *held, int64_t deadline, char *sp);
 
 /* pool.c */
 void tp__pool_task_done(struct tp__worker *w);
@@ -360,9 +432,11 @@ uint64_t tp__pool_live(tp_pool *pool);
    later tp__wait_block cannot fail with ENOMEM.  -1/ENOMEM. */
 int tp__park_reserve(tp_task *t);
 /* Queue the caller (task or thread) on q, guarded by lock, which the caller holds, and
-   block until completed or the deadline; val is stored in the node.  Returns the status
-   (0, ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still held. */
-int tp__block_on(struct tp__wqueue *q, tp__spin *lock, void *val, int64_t deadline);
+   block until completed or the deadline; val is stored in the node, cancel (which may be
+   NULL without a deadline) withdraws it after a timeout.  Returns the status (0,
+   ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still held. */
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, tp__cancel_fn *cancel, void *val,
+                 int64_t deadline);
 /* Claim every waiter of q, unqueue them, chain them through `next` (under q's lock). */
 struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q);
 /* Complete every wait of a tp__wq_claim_all chain (after dropping the lock). */

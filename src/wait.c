@@ -6,41 +6,35 @@
  * loser leaves it alone.  That single compare-and-swap is what makes "a value arrived"
  * and "the deadline passed" mutually exclusive outcomes.
  *
- * A task parks (its worker runs other tasks); a plain thread sleeps on a futex word in
- * its own wait record.
+ * A task parks (its worker runs other tasks); a plain thread sleeps on its wait record's
+ * state word (a futex) until the completer sets TP__WAIT_WOKEN in it.
  */
 #include "tp_internal.h"
 
-void tp__wait_init(struct tp__wait *w, tp_task *self)
+static bool is_task(struct tp__wait *w)
 {
-    atomic_store_explicit(&w->claimed, 0, memory_order_relaxed);
-    w->status = 0;
-    w->index = 0;
-    w->task = self;
-    atomic_store_explicit(&w->futex, 0, memory_order_relaxed);
-    w->cancel = NULL;
-    w->obj = NULL;
+    return atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK;
 }
 
-void tp__wait_complete(struct tp__wait *w, int status, int index)
+void tp__wait_complete(struct tp__wait *w, int status)
 {
     w->status = status;
-    w->index = index;
-    if (w->task) {
-        tp__wake(w->task);
+    if (is_task(w)) {
+        tp__wake(tp__wait_task(w));
         return;
     }
     /* A woken thread may return and reuse its stack at once: after the store, w is
        only an address for the futex call (a stale wake-up there is harmless). */
-    atomic_store_explicit(&w->futex, 1, memory_order_release);
-    tp__thread_futex_wake(&w->futex);
+    atomic_fetch_or_explicit(&w->state, TP__WAIT_WOKEN, memory_order_release);
+    tp__thread_futex_wake(&w->state);
 }
 
 static int thread_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 {
     if (held)
         tp__spin_unlock(held);
-    while (!atomic_load_explicit(&w->futex, memory_order_acquire)) {
+    unsigned s;
+    while (!((s = atomic_load_explicit(&w->state, memory_order_acquire)) & TP__WAIT_WOKEN)) {
         if (deadline >= 0 && tp_now() >= deadline) {
             if (tp__wait_claim(w)) {
                 if (w->cancel)
@@ -50,69 +44,55 @@ static int thread_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
             deadline = -1; /* someone is completing it: wait for them */
             continue;
         }
-        tp__thread_futex_wait(&w->futex, deadline);
+        /* Returns at once if the word is no longer s (claimed meanwhile, say). */
+        tp__thread_futex_wait(&w->state, s, deadline);
     }
     return w->status;
 }
 
 int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 {
-    if (w->task)
-        return tp__park(w->task, held, deadline) < 0 ? ENOMEM : w->status;
+    if (is_task(w))
+        return tp__park(tp__wait_task(w), held, deadline) < 0 ? ENOMEM : w->status;
     return thread_block(w, held, deadline);
 }
 
 /* ---------------------------------------------------------------- wait queues ---- */
 
-void tp__wq_push(struct tp__wqueue *q, struct tp__wnode *n)
-{
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-}
-
 void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n)
 {
-    if (n->prev)
+    if (n->next == n) {
+        q->head = NULL;
+    } else {
         n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
         n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    tp__wnode_init(n);
+        if (q->head == n)
+            q->head = n->next;
+    }
+    n->prev = NULL; /* not queued */
 }
 
 struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q)
 {
-    for (struct tp__wnode *n = q->head; n; n = n->next) {
+    struct tp__wnode *n = q->head;
+    if (!n)
+        return NULL;
+    do {
         if (tp__wait_claim(n->w)) {
             tp__wq_remove(q, n);
             return n;
         }
-    }
+        n = n->next;
+    } while (n != q->head);
     return NULL;
 }
 
-void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q, tp__spin *lock)
+void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock)
 {
-    n->q = q;
-    n->lock = lock;
-    tp__wq_push(q, n);
-}
-
-void tp__wnode_cancel(struct tp__wait *w)
-{
-    struct tp__wnode *n = w->obj;
-    tp__spin_lock(n->lock);
+    tp__spin_lock(lock);
     if (tp__wq_queued(n))
         tp__wq_remove(n->q, n);
-    tp__spin_unlock(n->lock);
+    tp__spin_unlock(lock);
 }
 
 struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q)
@@ -120,7 +100,7 @@ struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q)
     struct tp__wnode *n, *list = NULL, **tail = &list;
     while ((n = tp__wq_claim_first(q))) { /* keep FIFO order in the chain */
         *tail = n;
-        tail = &n->next;
+        tail = &n->next; /* (an unqueued node's next is free: prev marks it unqueued) */
     }
     *tail = NULL;
     return list;
@@ -131,6 +111,6 @@ void tp__wq_complete_all(struct tp__wnode *list, int status)
     while (list) { /* read next first: a woken party may reuse its node at once */
         struct tp__wnode *n = list;
         list = n->next;
-        tp__wait_complete(n->w, status, n->index);
+        tp__wait_complete(n->w, status);
     }
 }
