@@ -86,14 +86,12 @@ static void insert_fixup(tree *t, node *z)
 
 void tp__rb_insert(tree *t, node *n, int64_t key)
 {
-    n->key = key;
-    n->l = n->r = NULL;
-    if (!t->root) { /* the common case of a ready queue: one task at a time */
-        n->pc = BLACK;
-        t->root = t->first = n;
-        t->n = 1;
+    if (!t->root) {
+        tp__rb_insert_first(t, n, key);
         return;
     }
+    n->key = key;
+    n->l = n->r = NULL;
     node *p = NULL, **link = &t->root;
     int leftmost = 1;
     while (*link) {
@@ -175,10 +173,8 @@ static void remove_fixup(tree *t, node *x, node *xp)
 
 void tp__rb_remove(tree *t, node *z)
 {
-    if (z == t->root && !z->l && !z->r) { /* the only node */
-        t->root = t->first = NULL;
-        t->n = 0;
-        z->pc = TP__RB_UNLINKED;
+    if (tp__rb_only(t, z)) {
+        tp__rb_remove_only(t, z);
         return;
     }
     node *x, *xp, *y;

@@ -33,6 +33,28 @@ static inline int tp__rb_linked(const struct tp__rbnode *n) { return n->pc != TP
 static inline void tp__rb_init(struct tp__rbtree *t) { t->root = t->first = NULL; t->n = 0; }
 
 void tp__rb_insert(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key);
+
+/* The one-node cases, inline: a ready queue with a single task does them all the time.
+   tp__rb_insert_first: insert n into the empty tree t.  tp__rb_only: whether n is the
+   only node of t; tp__rb_remove_only: remove it. */
+static inline void tp__rb_insert_first(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key)
+{
+    n->key = key;
+    n->l = n->r = NULL;
+    n->pc = 1; /* black: the root */
+    t->root = t->first = n;
+    t->n = 1;
+}
+static inline int tp__rb_only(const struct tp__rbtree *t, const struct tp__rbnode *n)
+{
+    return n == t->root && !n->l && !n->r;
+}
+static inline void tp__rb_remove_only(struct tp__rbtree *t, struct tp__rbnode *n)
+{
+    t->root = t->first = NULL;
+    t->n = 0;
+    n->pc = TP__RB_UNLINKED;
+}
 void tp__rb_remove(struct tp__rbtree *t, struct tp__rbnode *n);
 /* Put `by` (not in any tree) in linked node n's place, with n's key: O(1). */
 void tp__rb_replace(struct tp__rbtree *t, struct tp__rbnode *n, struct tp__rbnode *by);
