@@ -161,7 +161,7 @@ static __attribute__((noinline)) int send_wait(tp_chan *ch, const void *elem, in
     } else if (esz > sizeof self->node.val) {
         rc = block_task_large(ch, &ch->sendq, self, (void *)elem, deadline);
     } else {
-        memcpy(&self->node.val, elem, esz);
+        tp__chan_copy(&self->node.val, elem, esz);
         rc = block_task(ch, &ch->sendq, self, deadline);
     }
     return rc ? fail(rc) : 0;
@@ -186,7 +186,7 @@ static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t 
     int rc = block_task(ch, &ch->recvq, self, deadline);
     if (TP__UNLIKELY(rc))
         return fail(rc);
-    memcpy(elem, &self->node.val, esz); /* where whoever completed us left the value */
+    tp__chan_copy(elem, &self->node.val, esz); /* where whoever completed us left the value */
     return 0;
 }
 

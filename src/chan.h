@@ -39,6 +39,25 @@ static inline void *tp__chan_value(struct tp__wnode *n, uint32_t esz)
     return esz <= sizeof n->val ? (void *)&n->val : n->val;
 }
 
+/* Copy one element.  The sizes channels mostly carry are inline moves; for those a call
+   to memcpy (through the PLT, with its size dispatch) cost more than the copy. */
+static inline void tp__chan_copy(void *dst, const void *src, uint32_t esz)
+{
+    switch (esz) {
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    case 4:
+        memcpy(dst, src, 4);
+        break;
+    case 16:
+        memcpy(dst, src, 16);
+        break;
+    default:
+        memcpy(dst, src, esz);
+    }
+}
+
 /* The channel rules, once, for tp_chan_send/recv and tp_select.  Called with ch->lock
    held; return 0 (done), EPIPE (closed) or EAGAIN (would block: nothing changed).  A
    party that must be woken is left in *wake, to be completed after unlocking. */
@@ -48,12 +67,12 @@ static inline int tp__chan_try_send(tp_chan *ch, const void *elem, struct tp__wn
         return EPIPE;
     struct tp__wnode *r = tp__wq_claim_first(&ch->recvq);
     if (r) { /* a receiver is waiting: hand the value over directly */
-        memcpy(tp__chan_value(r, ch->esz), elem, ch->esz);
+        tp__chan_copy(tp__chan_value(r, ch->esz), elem, ch->esz);
         *wake = r;
         return 0;
     }
     if (ch->count < ch->cap) {
-        memcpy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
+        tp__chan_copy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
         return 0;
     }
     return EAGAIN;
@@ -63,17 +82,17 @@ static inline int tp__chan_try_recv(tp_chan *ch, void *elem, struct tp__wnode **
 {
     struct tp__wnode *s;
     if (ch->count) {
-        memcpy(elem, tp__chan_slot(ch, 0), ch->esz);
+        tp__chan_copy(elem, tp__chan_slot(ch, 0), ch->esz);
         ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
         ch->count--;
         s = tp__wq_claim_first(&ch->sendq);
         if (s) /* a sender was waiting for this slot: its value joins the buffer */
-            memcpy(tp__chan_slot(ch, ch->count++), tp__chan_value(s, ch->esz), ch->esz);
+            tp__chan_copy(tp__chan_slot(ch, ch->count++), tp__chan_value(s, ch->esz), ch->esz);
         *wake = s;
         return 0;
     }
     if ((s = tp__wq_claim_first(&ch->sendq))) { /* rendezvous */
-        memcpy(elem, tp__chan_value(s, ch->esz), ch->esz);
+        tp__chan_copy(elem, tp__chan_value(s, ch->esz), ch->esz);
         *wake = s;
         return 0;
     }

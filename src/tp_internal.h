@@ -161,8 +161,13 @@ int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline);
 void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n);
 static inline bool tp__wq_queued(const struct tp__wnode *n) { return n->prev != NULL; }
 /* The first registration whose wait we manage to claim (removed), or NULL.  Entries
-   whose wait was claimed by someone else are left for their claimer to remove. */
-struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q);
+   whose wait was claimed by someone else are left for their claimer to remove.  The
+   empty case inline: a buffered channel asks on every operation. */
+struct tp__wnode *tp__wq_claim_scan(struct tp__wqueue *q); /* q not empty */
+static inline struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q)
+{
+    return q->head ? tp__wq_claim_scan(q) : NULL;
+}
 /* Queue n at the tail of q (the caller holds the lock that guards q). */
 static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)
 {

@@ -72,11 +72,9 @@ void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n)
     n->prev = NULL; /* not queued */
 }
 
-struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q)
+struct tp__wnode *tp__wq_claim_scan(struct tp__wqueue *q)
 {
     struct tp__wnode *n = q->head;
-    if (!n)
-        return NULL;
     do {
         if (tp__wait_claim(n->w)) {
             tp__wq_remove(q, n);
