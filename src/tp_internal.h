@@ -212,15 +212,23 @@ enum tp__task_state {
  * task until it resumes (see chan.c).  The wait record is not overlaid: wakers write its
  * status before the wake, and the task reads it after. */
 struct tp_task {
-    struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
-                                  ready queue once woken (the worker moves it); `l` and
-                                  `r` link the never-run and finished lists (sched.c) */
+    /* --- what a waker on another thread touches, together (fewer cache lines to move
+       between CPUs per wake-up): the registration, the wait and the worker --- */
     union {                    /* (see above) */
         struct tp__wnode node; /* its registration for single-object waits */
         tp_task *inbox_next;   /* link in a worker's inbox of remote wake-ups */
         struct tp__rqlink rql; /* its link in the ready queue (rq is its tree node) */
         void *arg;             /* its argument, then its result */
     };
+    struct tp__wait wait;      /* this task's own wait, when blocked */
+    union {
+        tp_pool *pool;             /* the pool it was spawned into, until it starts */
+        struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
+    };
+    /* --- the rest --- */
+    struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
+                                  ready queue once woken (the worker moves it); `l` and
+                                  `r` link the never-run and finished lists (sched.c) */
     void *sp;                  /* saved stack pointer; NULL before the first run */
     union {                    /* (fields never needed at the same time share a word) */
         void *(*fn)(void *);   /* entry function, until the task starts */
@@ -228,17 +236,12 @@ struct tp_task {
     };
     uint32_t save_len;         /* bytes in save (0: nothing saved) */
     uint32_t save_cap;         /* bytes allocated for save */
-    union {
-        tp_pool *pool;             /* the pool it was spawned into, until it starts */
-        struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
-    };
     uint64_t id;               /* unique, nonzero */
     tp__spin lock;             /* guards state/joiner/detached against the finisher */
     uint8_t state;             /* enum tp__task_state */
     uint8_t detached;          /* freed by the runtime when it finishes */
     int8_t prio;               /* ready-queue key: lower runs first */
     struct tp__wait *joiner;   /* the one party waiting in tp_join */
-    struct tp__wait wait;      /* this task's own wait, when blocked */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
