@@ -67,11 +67,7 @@ static void cancel_recv(struct tp__wait *w)
 static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
                     struct tp__wnode *n, tp_task *self)
 {
-    tp__wait_init(w, self);
-    w->cancel = q == &ch->sendq ? cancel_send : cancel_recv;
-    w->obj = n;
-    n->w = w;
-    tp__wnode_queue(n, q);
+    tp__wait_enqueue(w, n, self, q, q == &ch->sendq ? cancel_send : cancel_recv);
 }
 
 /* A task's side of blocking on q except the switch, out of line: the frame that

@@ -29,17 +29,12 @@ __attribute__((noinline)) int tp__park_reserve(tp_task *t)
     return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN);
 }
 
-/* Fill w and n (the caller's registration) and queue n on q; cancel (w->obj = n)
-   unqueues n after a timeout. */
+/* Fill w and n (the caller's registration, carrying val) and queue n on q. */
 static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
                        struct tp__wqueue *q, tp__cancel_fn *cancel, void *val)
 {
-    tp__wait_init(w, self);
-    w->cancel = cancel;
-    w->obj = n;
-    n->w = w;
     n->val = val;
-    tp__wnode_queue(n, q);
+    tp__wait_enqueue(w, n, self, q, cancel);
 }
 
 /* A plain thread's registration lives in this frame: its stack stays put.  Kept out of

@@ -182,6 +182,18 @@ static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)
     head->prev->next = n;
     head->prev = n;
 }
+/* A party with one registration: initialise w (self: the task, NULL for a plain thread),
+   link w and n, and queue n on q (lock held).  cancel (NULL without a deadline)
+   withdraws n after a timeout; w->obj = n.  n->val is the caller's to set. */
+static inline void tp__wait_enqueue(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
+                                    struct tp__wqueue *q, tp__cancel_fn *cancel)
+{
+    tp__wait_init(w, self);
+    w->cancel = cancel;
+    w->obj = n;
+    n->w = w;
+    tp__wnode_queue(n, q);
+}
 /* For a cancel function: unqueue n, whose queue `lock` guards, unless its completer has. */
 void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
 
