@@ -282,17 +282,23 @@ enum tp__switch_reason { TP__SW_PARK, TP__SW_YIELD, TP__SW_EXIT };
    neighbour's in the pool's array (false sharing made every switch on one worker evict a
    line the other was using). */
 struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
-    /* --- touched by other threads waking a task here: one cache line, because on
-       two busy workers trading messages every wake-up moves it between the CPUs --- */
+    /* --- what a waker and this worker both write: the inbox and the sleep flag, one
+       cache line.  On two busy workers trading messages it moves between the CPUs on
+       every wake-up, and this worker polls it while it spins, so nothing else a waker
+       writes may be on it: each extra locked operation there could cost a transfer --- */
     _Atomic(tp_task *) inbox;    /* tasks woken by other threads: lock-free stack, newest
                                     first, linked through inbox_next; drained into
                                     `ready` by the worker */
     atomic_int sleeping;         /* 1 while in (or about to enter) epoll_wait */
+    int epfd;                    /* epoll set the worker sleeps in */
+
+    /* --- written only by wakers (and read by this worker rarely): a line that stays in
+       the cache of a waker that keeps waking tasks here --- */
+    _Alignas(TP__CACHELINE)
     atomic_int wakers;           /* other threads between queueing a task here and kicking
                                     this worker: tp_pool_destroy waits for 0 */
-    _Atomic uint64_t st_rwoken;  /* statistics: tasks woken by other threads */
     int evfd;                    /* eventfd that wakes the worker */
-    int epfd;                    /* epoll set the worker sleeps in */
+    _Atomic uint64_t st_rwoken;  /* statistics: tasks woken by other threads */
 
     /* --- touched by other threads spawning and stealing --- */
     _Alignas(TP__CACHELINE)
