@@ -51,6 +51,11 @@ TP__TLS struct tp__worker *tp__self_worker;
    backlog is taken by a worker that is still spinning. */
 #define TP__STEAL_AGE_NS 20000
 
+/* A worker with this many woken tasks waiting is overloaded, and hands new tasks to an
+   idle worker until it has fewer than TP__SHARE_OFF (see share_target). */
+#define TP__SHARE_ON 64
+#define TP__SHARE_OFF 16
+
 static int64_t now_ns(void);
 
 /* ------------------------------------------------------------- sanitizer hooks ---- */
@@ -304,10 +309,50 @@ static void wake_idle_worker(tp_pool *pool, struct tp__worker *self)
     }
 }
 
+/* On w's thread, spawning: the worker that should start a new task instead of w, or
+   NULL.  A worker with a long ready queue hands its tasks' new tasks to a worker that was
+   idle when the overload began, and keeps doing so (to that same worker) until its own
+   queue is short again.  The hysteresis is what makes it work for pipelines that grow,
+   like the prime sieve: the tasks spawned during one overload form a contiguous stretch
+   of the pipeline on the other worker, so values cross between the CPUs only where a
+   stretch ends.  Handing them out one by one to whichever worker happened to be idle
+   would alternate workers along the pipeline and make every step a cross-CPU wake-up.
+   While the spawner is not overloaded its new tasks stay with it (runnext), next to the
+   tasks they talk to. */
+static struct tp__worker *share_target(struct tp__worker *w)
+{
+    if (w->ready.n < TP__SHARE_OFF) {
+        w->share = NULL;
+        return NULL;
+    }
+    if (w->share || w->ready.n < TP__SHARE_ON)
+        return w->share;
+    tp_pool *pool = w->pool;
+    for (unsigned i = 1; i < pool->nworkers; i++) {
+        struct tp__worker *v = &pool->workers[(w->index + i) % pool->nworkers];
+        if (atomic_load_explicit(&v->idle, memory_order_relaxed))
+            return w->share = v;
+    }
+    return NULL;
+}
+
+/* Queue a never-run task on another worker's FIFO and interrupt its sleep. */
+static void place_on(struct tp__worker *w, tp_task *t)
+{
+    atomic_fetch_add(&w->wakers, 1); /* see tp__wake */
+    fresh_push(w, t, false);
+    tp__worker_kick(w);
+    atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
+}
+
 void tp__place_new(tp_pool *pool, tp_task *t)
 {
-    struct tp__worker *self = tp__self_worker;
+    struct tp__worker *self = tp__self_worker, *to;
     if (self && self->pool == pool && self->current) {
+        if (TP__UNLIKELY(pool->nworkers > 1 && (to = share_target(self)))) {
+            place_on(to, t);
+            return;
+        }
         /* Spawned by a task: it runs here next (runnext), which keeps producers and
            consumers together.  Only when that displaces an earlier child is there a
            backlog worth waking an idle worker for. */
@@ -318,11 +363,7 @@ void tp__place_new(tp_pool *pool, tp_task *t)
         wake_idle_worker(pool, self);
         return;
     }
-    struct tp__worker *w = &pool->workers[atomic_fetch_add(&pool->rr, 1) % pool->nworkers];
-    atomic_fetch_add(&w->wakers, 1); /* see tp__wake */
-    fresh_push(w, t, false);
-    tp__worker_kick(w);
-    atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
+    place_on(&pool->workers[atomic_fetch_add(&pool->rr, 1) % pool->nworkers], t);
 }
 
 static tp_task *take_next(struct tp__worker *w)
@@ -558,7 +599,9 @@ void *tp__worker_main(void *arg)
         }
         if (atomic_load(&pool->stopping) && !w->timers.n)
             break;
+        atomic_store_explicit(&w->idle, 1, memory_order_relaxed);
         idle(w, deadline);
+        atomic_store_explicit(&w->idle, 0, memory_order_relaxed);
     }
     tp__altstack_teardown(w);
     tp__self_worker = NULL;

@@ -322,6 +322,11 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     char *stack_lo;              /* lowest usable byte of the shared stack */
     char *stack_hi;              /* top (exclusive, 16-byte aligned) */
     tp_task *owner;              /* task whose frames occupy the shared stack */
+    struct tp__worker *share;    /* while this worker is overloaded: the idle worker that
+                                    gets its tasks' new tasks (see tp__place_new) */
+    atomic_int idle;             /* 1 while it has nothing to run (spinning or asleep); read
+                                    by others only when they become overloaded, so it
+                                    lives here, not on the line wakers write */
     tp_task *current;            /* task running now, NULL in the scheduler */
     struct tp__readyq ready;     /* woken tasks by (prio, FIFO); only this thread touches it */
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */

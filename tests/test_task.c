@@ -553,6 +553,89 @@ START_TEST(test_new_work_is_spread)
 }
 END_TEST
 
+/* A worker with a long ready queue hands the tasks its tasks spawn to an idle worker,
+   instead of keeping them in its own queue for a thief to take later.  One attempt: task
+   T starts BACKLOG tasks on its own worker, each parked on `gate`; closing the gate
+   makes them all ready there at once; T then spawns a task and waits for it without
+   ever yielding, so only another worker can run it.  It must arrive there by hand-off:
+   stealing (which also moves it, after a delay) leaves a trace in the steals count. */
+enum { BACKLOG = 100 }; /* ready tasks: above the overload threshold (64, sched.c) */
+enum { SHARE_OK, SHARE_FAILED, SHARE_INCONCLUSIVE };
+static tp_chan *gate, *started;
+static atomic_long shared_tid;
+
+static void *park_at_gate(void *arg)
+{
+    (void)arg;
+    long tid = gettid(), v;
+    if (tp_chan_send(started, &tid, -1) != 0)
+        return (void *)1;
+    return tp_chan_recv(gate, &v, -1) == -1 && errno == EPIPE ? NULL : (void *)1;
+}
+
+static void *report_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&shared_tid, gettid());
+    return NULL;
+}
+
+static void *overload_then_spawn(void *arg)
+{
+    tp_pool *p = arg;
+    tp_task *t[BACKLOG];
+    long self = gettid(), here = 0;
+    for (int i = 0; i < BACKLOG; i++) {
+        long tid = 0;
+        t[i] = tp_spawn(NULL, park_at_gate, NULL); /* runs while we wait for its report */
+        if (!t[i] || tp_chan_recv(started, &tid, -1) != 0)
+            return (void *)SHARE_FAILED;
+        here += tid == self;
+    }
+    tp_stats before, after;
+    tp_pool_stats(p, &before);
+    atomic_store(&shared_tid, 0);
+    tp_chan_close(gate); /* every waiter on this worker is now in its ready queue */
+    tp_task *x = tp_spawn(NULL, report_thread, NULL);
+    int64_t give_up = tp_now() + 10000;
+    while (!atomic_load(&shared_tid) && tp_now() < give_up)
+        ; /* no yield: this worker must not get to run x */
+    tp_pool_stats(p, &after);
+    long ran_on = atomic_load(&shared_tid);
+    intptr_t rc = SHARE_OK;
+    if (ran_on == 0 || ran_on == self)
+        rc = SHARE_FAILED;
+    else if (here < BACKLOG || after.steals != before.steals)
+        rc = SHARE_INCONCLUSIVE; /* some started elsewhere, or the idle worker was busy */
+    for (int i = 0; i < BACKLOG; i++) {
+        void *r = (void *)1;
+        if (tp_join(t[i], &r, -1) != 0 || r != NULL)
+            rc = SHARE_FAILED;
+    }
+    if (!x || tp_join(x, NULL, -1) != 0)
+        rc = SHARE_FAILED;
+    return (void *)rc;
+}
+
+START_TEST(test_overloaded_worker_shares_new_tasks)
+{
+    tp_pool *p = test_pool(2);
+    intptr_t rc = SHARE_INCONCLUSIVE;
+    for (int attempt = 0; attempt < 20 && rc == SHARE_INCONCLUSIVE; attempt++) {
+        gate = tp_chan_create(sizeof(long), 0);
+        started = tp_chan_create(sizeof(long), 0);
+        void *r = NULL;
+        ck_assert_int_eq(tp_join(tp_spawn(p, overload_then_spawn, p), &r, -1), 0);
+        rc = (intptr_t)r;
+        tp_chan_destroy(gate);
+        tp_chan_destroy(started);
+    }
+    ck_assert_msg(rc == SHARE_OK, "the overloaded worker's new task was not handed over (%d)",
+                  (int)rc);
+    tp_pool_destroy(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("task");
@@ -580,6 +663,7 @@ int main(void)
     tcase_set_timeout(place, 60);
     tcase_add_test(place, test_started_task_never_moves);
     tcase_add_test(place, test_new_work_is_spread);
+    tcase_add_test(place, test_overloaded_worker_shares_new_tasks);
     suite_add_tcase(s, place);
     return test_run(s);
 }
