@@ -10,7 +10,9 @@
  *    spawned by this worker's tasks (see fresh_push).  Only these may change worker: an
  *    idle worker steals them.  A task that has run stays on its worker for life, because its
  *    saved segment is valid only at that worker's stack addresses.
- * The worker alternates between woken tasks and new ones when it has both.
+ * The worker alternates between woken tasks and new ones when it has both.  A worker
+ * whose ready tree is long hands the tasks its tasks spawn to an idle worker instead
+ * (see share_target).
  *
  * Parking: the task reserves room for its segment, drops the lock that guards its
  * registration, and switches to the scheduler context, which runs on the pthread's own
@@ -336,7 +338,8 @@ static struct tp__worker *share_target(struct tp__worker *w)
     return NULL;
 }
 
-/* Queue a never-run task on another worker's FIFO and interrupt its sleep. */
+/* From a thread other than w's: queue a never-run task on w's FIFO of injected tasks
+   and interrupt w's sleep. */
 static void place_on(struct tp__worker *w, tp_task *t)
 {
     atomic_fetch_add(&w->wakers, 1); /* see tp__wake */
