@@ -585,12 +585,21 @@ static void *overload_then_spawn(void *arg)
     tp_pool *p = arg;
     tp_task *t[BACKLOG];
     long self = gettid(), here = 0;
-    for (int i = 0; i < BACKLOG; i++) {
+    int n = 0;
+    for (; n < BACKLOG; n++) {
         long tid = 0;
-        t[i] = tp_spawn(NULL, park_at_gate, NULL); /* runs while we wait for its report */
-        if (!t[i] || tp_chan_recv(started, &tid, -1) != 0)
-            return (void *)SHARE_FAILED;
+        t[n] = tp_spawn(NULL, park_at_gate, NULL); /* runs while we wait for its report */
+        if (!t[n] || tp_chan_recv(started, &tid, -1) != 0)
+            break;
         here += tid == self;
+    }
+    if (n < BACKLOG) { /* release the ones already parked, so the pool can be destroyed */
+        tp_chan_close(gate);
+        tp_chan_close(started);
+        for (int i = 0; i <= n && i < BACKLOG; i++)
+            if (t[i])
+                tp_join(t[i], NULL, -1);
+        return (void *)SHARE_FAILED;
     }
     tp_stats before, after;
     tp_pool_stats(p, &before);
