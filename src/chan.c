@@ -88,14 +88,16 @@ static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue
 
 /* Block the calling task on q, with the lock held and self->node.val set; returns 0 or
    an errno, with the lock released.  Always inlined: the switch must be in the frame
-   whose stack pointer task_enqueue reserved for. */
+   whose stack pointer task_enqueue reserved for.  After the switch the task is found
+   again through the worker (a thread-local load) rather than kept: a value kept across
+   the switch is a stack slot in every parked task's segment. */
 static inline __attribute__((always_inline)) int block_task(tp_chan *ch, struct tp__wqueue *q,
                                                             tp_task *self, int64_t deadline)
 {
     if (TP__UNLIKELY(task_enqueue(ch, q, self, deadline, tp__ctx_sp())))
         return ENOMEM;
     tp__to_scheduler(self->worker, self);
-    return self->wait.status;
+    return tp__self_worker->current->wait.status;
 }
 
 /* A task's value larger than a pointer waits in a heap copy (its stack may be copied
@@ -171,18 +173,26 @@ static __attribute__((noinline)) int recv_wait_other(tp_chan *ch, void *elem, in
     return rc ? fail(rc) : 0;
 }
 
-/* The frame of a task parked in tp_chan_recv, the commonest way to park: it keeps three
-   words (self, elem, esz) across the switch. */
+/* The frame of a task parked in tp_chan_recv, the commonest way to park.  It keeps one
+   word across the switch, elem: the element size waits in the control block and the task
+   is found again through its worker, so that the frame is the smallest the ABI allows
+   (the caller's six callee-saved registers, that word, the return address). */
 static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
 {
     tp_task *self = tp__current();
     uint32_t esz = ch->esz;
     if (!self || esz > sizeof self->node.val)
         return recv_wait_other(ch, elem, deadline);
+    self->recv_esz = (uint8_t)esz;
     int rc = block_task(ch, &ch->recvq, self, deadline);
     if (TP__UNLIKELY(rc))
         return fail(rc);
-    tp__chan_copy(elem, &self->node.val, esz); /* where whoever completed us left the value */
+    self = tp__self_worker->current;
+    esz = self->recv_esz;
+    if (esz > sizeof self->node.val)
+        __builtin_unreachable(); /* (set above): lets the copy stay a few moves */
+    /* where whoever completed us left the value */
+    tp__chan_copy(elem, &self->node.val, esz);
     return 0;
 }
 

@@ -12,9 +12,12 @@
    stack pointer is new_sp.  Returns when some other context switches back to *save_sp. */
 void tp__ctx_switch(void **save_sp, void *new_sp);
 
-/* Prepare a context that will call fn(arg) on the stack ending at top (16-byte aligned).
-   Returns its stack pointer; fn must never return. */
-void *tp__ctx_init(void *top, void (*fn)(void *), void *arg);
+/* Prepare a context that will call fn(arg) on the stack ending at top (16-byte aligned),
+   then done(fn's result); done must never return.  fn's frame is the first below top,
+   with no frame of ours in between: a task's function is called directly, so that
+   every parked task's saved segment holds nothing of the runtime's under it but the
+   return address.  Returns the context's stack pointer. */
+void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *));
 
 /* tp__ctx_park(save_sp, new_sp): the same as tp__ctx_switch, for a task on its way to
    the scheduler, and always inlined.  TP__CTX_PARK_FRAME is the number of bytes it keeps

@@ -450,7 +450,15 @@ static void run(struct tp__worker *w, tp_task *t)
 #if HAVE_VALGRIND
             VALGRIND_MAKE_MEM_UNDEFINED(w->stack_hi - 256, 256); /* its first frame */
 #endif
-            t->sp = tp__ctx_init(w->stack_hi, tp__task_entry, t);
+#if TP_ASAN
+            t->sp = tp__ctx_init(w->stack_hi, tp__task_entry, t, tp__task_return);
+#else
+            /* Its function is the bottom frame (see tp__ctx_init): nothing of ours sits
+               under it in the segment copied on every switch. */
+            void *(*fn)(void *) = t->fn;
+            t->save = NULL; /* shares its word with fn */
+            t->sp = tp__ctx_init(w->stack_hi, fn, t->arg, tp__task_return);
+#endif
 #if TP_TSAN
             t->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -611,8 +619,10 @@ void *tp__worker_main(void *arg)
     return NULL;
 }
 
+#if TP_ASAN
 /* First thing a new task does on the shared stack. */
 void tp__task_started(tp_task *t)
 {
     san_back_in_task(t);
 }
+#endif

@@ -154,9 +154,10 @@ tp__ctx_switch:
     .cfi_endproc
     .size   tp__ctx_switch, .-tp__ctx_switch
 
-/* void *tp__ctx_init(void *top, void (*fn)(void *), void *arg)
+/* void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *))
  * Builds, just below the 16-byte aligned `top`, a frame that tp__ctx_switch can switch
- * to: it "returns" into tp__ctx_entry with sp == top, fn in x19, arg in x20, x29 == 0,
+ * to: it "returns" into tp__ctx_entry with sp == top, fn in x19, arg in x20, done in
+ * x21, x29 == 0,
  * every other callee-saved register zero and FPCR 0 (round to nearest, no flush-to-zero,
  * no default NaN, no traps: the value a Linux process starts with).  Returns the stack
  * pointer of that context. */
@@ -167,22 +168,22 @@ tp__ctx_switch:
 tp__ctx_init:
     .cfi_startproc
     TP_BTI_C
-    sub     x3, x0, #TP_FRAME
-    stp     x1, x2, [x3, #0]    /* x19 = fn, x20 = arg */
-    stp     xzr, xzr, [x3, #16] /* x21, x22 */
-    stp     xzr, xzr, [x3, #32] /* x23, x24 */
-    stp     xzr, xzr, [x3, #48] /* x25, x26 */
-    stp     xzr, xzr, [x3, #64] /* x27, x28 */
-    stp     xzr, xzr, [x3, #80] /* d8, d9 */
-    stp     xzr, xzr, [x3, #96] /* d10, d11 */
-    stp     xzr, xzr, [x3, #112] /* d12, d13 */
-    stp     xzr, xzr, [x3, #128] /* d14, d15 */
-    stp     xzr, xzr, [x3, #144] /* FPCR = 0, padding */
+    sub     x4, x0, #TP_FRAME
+    stp     x1, x2, [x4, #0]    /* x19 = fn, x20 = arg */
+    stp     x3, xzr, [x4, #16]  /* x21 = done, x22 */
+    stp     xzr, xzr, [x4, #32] /* x23, x24 */
+    stp     xzr, xzr, [x4, #48] /* x25, x26 */
+    stp     xzr, xzr, [x4, #64] /* x27, x28 */
+    stp     xzr, xzr, [x4, #80] /* d8, d9 */
+    stp     xzr, xzr, [x4, #96] /* d10, d11 */
+    stp     xzr, xzr, [x4, #112] /* d12, d13 */
+    stp     xzr, xzr, [x4, #128] /* d14, d15 */
+    stp     xzr, xzr, [x4, #144] /* FPCR = 0, padding */
     adr     x17, tp__ctx_entry
     mov     x16, x0             /* the switch authenticates x30 with sp == top */
     TP_SIGN_1716
-    stp     xzr, x17, [x3, #160] /* x29 = 0 ends frame-pointer walks; x30 = entry */
-    mov     x0, x3
+    stp     xzr, x17, [x4, #160] /* x29 = 0 ends frame-pointer walks; x30 = entry */
+    mov     x0, x4
     ret
     .cfi_endproc
     .size   tp__ctx_init, .-tp__ctx_init
@@ -190,7 +191,8 @@ tp__ctx_init:
 /* First code a new context runs (reached by the switch's `ret`, so it needs no BTI
  * landing pad), with sp == top (16-byte aligned) and x29 == 0: fn's frame record links
  * to a null frame, so frame-pointer unwinders stop after this one, and the CFI below
- * tells DWARF unwinders there is no caller.  fn never returns. */
+ * tells DWARF unwinders there is no caller.  fn's result goes to done (x21, which fn
+ * preserves as a callee-saved register); done never returns. */
     .type   tp__ctx_entry, %function
     .p2align 4
 tp__ctx_entry:
@@ -198,7 +200,8 @@ tp__ctx_entry:
     .cfi_undefined x30          /* outermost frame: debuggers stop unwinding here */
     mov     x0, x20
     blr     x19
-    brk     #0x3e8              /* fn returned: trap (SIGTRAP) rather than run on */
+    blr     x21
+    brk     #0x3e8              /* done returned: trap (SIGTRAP) rather than run on */
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry
 

@@ -98,14 +98,14 @@ tp__ctx_switch:
     .cfi_endproc
     .size   tp__ctx_switch, .-tp__ctx_switch
 
-/* void *tp__ctx_init(void *top, void (*fn)(void *), void *arg)
+/* void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *))
  * Builds, just below the 16-byte aligned `top`, a context that continues in
  * tp__ctx_entry, which calls fn(arg) with the default MXCSR (0x1f80: all exceptions
- * masked, round to nearest) and x87 control word (0x037f):
+ * masked, round to nearest) and x87 control word (0x037f), then done(result):
  *
- *   top-8   fn     top-16  arg     top-24  MXCSR, x87 control word     top-32  resume
+ *   top-8  done   top-16 fn   top-24 arg   top-32 MXCSR, x87 control word   top-40 resume
  *
- * Returns that context's stack pointer, top-32. */
+ * Returns that context's stack pointer, top-40. */
     .globl  tp__ctx_init
     .hidden tp__ctx_init
     .type   tp__ctx_init, @function
@@ -113,19 +113,22 @@ tp__ctx_switch:
 tp__ctx_init:
     .cfi_startproc
     LANDING
-    leaq    -32(%rdi), %rax
-    leaq    tp__ctx_entry(%rip), %rcx
-    movq    %rcx, (%rax)
+    leaq    -40(%rdi), %rax
+    leaq    tp__ctx_entry(%rip), %r8
+    movq    %r8, (%rax)
     movl    $0x1f80, 8(%rax)
     movl    $0x037f, 12(%rax)
     movq    %rdx, 16(%rax)
     movq    %rsi, 24(%rax)
+    movq    %rcx, 32(%rax)
     ret
     .cfi_endproc
     .size   tp__ctx_init, .-tp__ctx_init
 
-/* First code a new context runs, with %rsp at top-24.  The call leaves from %rsp == top
- * (16-byte aligned), so fn is entered with the ABI's alignment.  fn never returns. */
+/* First code a new context runs, with %rsp at top-32.  fn is called from %rsp == top
+ * (16-byte aligned, the ABI's alignment at a call), so its return address is the only
+ * word of ours under its frame.  done waits in %rbx, which fn preserves like any
+ * callee-saved register (in its own frame, if it uses %rbx at all); done never returns. */
     .type   tp__ctx_entry, @function
     .p2align 4
 tp__ctx_entry:
@@ -136,9 +139,12 @@ tp__ctx_entry:
     fldcw   4(%rsp)
     movq    8(%rsp), %rdi
     movq    16(%rsp), %rax
-    addq    $24, %rsp
+    movq    24(%rsp), %rbx
+    addq    $32, %rsp
     xorl    %ebp, %ebp          /* ends frame-pointer walks */
     callq   *%rax
+    movq    %rax, %rdi
+    callq   *%rbx
     ud2
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry

@@ -253,6 +253,8 @@ struct tp_task {
     uint8_t state;             /* enum tp__task_state */
     uint8_t detached;          /* freed by the runtime when it finishes */
     int8_t prio;               /* ready-queue key: lower runs first */
+    uint8_t recv_esz;          /* tp_chan_recv while parked: bytes to take from node.val
+                                  (kept here, not in the parked frame: see chan.c) */
     struct tp__wait *joiner;   /* the one party waiting in tp_join */
 #if TP_TSAN
     void *tsan_fiber;
@@ -418,8 +420,11 @@ int tp__altstack_setup(struct tp__worker *w);
 void tp__altstack_teardown(struct tp__worker *w);
 
 /* task.c */
+#if TP_ASAN
 void tp__task_started(tp_task *t); /* sched.c */
-void tp__task_entry(void *arg);
+void *tp__task_entry(void *arg);
+#endif
+__attribute__((noreturn)) void tp__task_return(void *result);
 void tp__task_finish(struct tp__worker *w, tp_task *t);
 
 /* timer.c */
