@@ -27,17 +27,21 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
         errno = EINVAL;
         return NULL;
     }
-    tp_chan *ch = tp__malloc(sizeof *ch + esz * cap);
+    tp_chan *ch = tp__malloc(sizeof *ch + (cap ? sizeof(struct tp__chan_ring) + esz * cap : 0));
     if (TP__UNLIKELY(!ch)) {
         errno = ENOMEM;
         return NULL;
     }
     tp__spin_init(&ch->lock);
     ch->closed = false;
+    ch->buffered = cap > 0;
     ch->esz = (uint32_t)esz;
-    ch->cap = (uint32_t)cap;
-    ch->head = ch->count = 0;
     ch->sendq.head = ch->recvq.head = NULL;
+    if (cap) {
+        struct tp__chan_ring *ring = tp__chan_ring(ch);
+        ring->cap = (uint32_t)cap;
+        ring->head = ring->count = 0;
+    }
     return ch;
 }
 

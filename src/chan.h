@@ -4,31 +4,46 @@
 
 #include "tp_internal.h"
 
+/* An unbuffered channel is this header alone; a buffered one is followed by its ring
+   (struct tp__chan_ring), in the same allocation.  Programs with very many tasks tend
+   to give each its own unbuffered channel, so the header is kept to what every channel
+   needs. */
 struct tp_chan {
     tp__spin lock;
     bool closed;
+    bool buffered;             /* capacity > 0: the ring follows */
     uint32_t esz;              /* element size */
-    uint32_t cap;              /* buffer capacity in elements (0: rendezvous) */
-    uint32_t head;             /* index of the oldest buffered element */
-    uint32_t count;            /* buffered elements */
     struct tp__wqueue sendq;   /* blocked senders, FIFO */
     struct tp__wqueue recvq;   /* blocked receivers, FIFO */
+};
+
+struct tp__chan_ring {
+    uint32_t cap;              /* capacity in elements (> 0) */
+    uint32_t head;             /* index of the oldest buffered element */
+    uint32_t count;            /* buffered elements */
+    uint32_t unused_;          /* (keeps buf 8-byte aligned) */
     char buf[];                /* cap * esz bytes */
 };
 
+_Static_assert(sizeof(struct tp_chan) % 8 == 0, "the ring must follow the header aligned");
 #if defined(__x86_64__) && !TP_ASAN && !TP_TSAN
-/* glibc hands out (request + 8) rounded up to 16 bytes: an unbuffered channel of 40
-   bytes is a 48-byte chunk, 41 a 64-byte one.  Benchmark W1 has a million of them. */
-_Static_assert(sizeof(struct tp_chan) <= 40, "tp_chan grew past a malloc chunk boundary");
+/* glibc hands out (request + 8) rounded up to 16 bytes: an unbuffered channel of 24
+   bytes is a 32-byte chunk, 25 a 48-byte one.  Benchmark W1 has a million of them. */
+_Static_assert(sizeof(struct tp_chan) <= 24, "tp_chan grew past a malloc chunk boundary");
 #endif
 
-/* The i-th buffered element (0 = oldest). */
-static inline char *tp__chan_slot(tp_chan *ch, uint32_t i)
+static inline struct tp__chan_ring *tp__chan_ring(tp_chan *ch)
 {
-    size_t k = (size_t)ch->head + i;
-    if (k >= ch->cap)
-        k -= ch->cap;
-    return ch->buf + k * (size_t)ch->esz;
+    return (struct tp__chan_ring *)(void *)(ch + 1);
+}
+
+/* The i-th buffered element (0 = oldest) of ring r, elements of esz bytes. */
+static inline char *tp__chan_slot(struct tp__chan_ring *r, uint32_t esz, uint32_t i)
+{
+    size_t k = (size_t)r->head + i;
+    if (k >= r->cap)
+        k -= r->cap;
+    return r->buf + k * (size_t)esz;
 }
 
 /* Where a blocked party's value is: a value no larger than a pointer travels in its
@@ -71,9 +86,12 @@ static inline int tp__chan_try_send(tp_chan *ch, const void *elem, struct tp__wn
         *wake = r;
         return 0;
     }
-    if (ch->count < ch->cap) {
-        tp__chan_copy(tp__chan_slot(ch, ch->count++), elem, ch->esz);
-        return 0;
+    if (ch->buffered) {
+        struct tp__chan_ring *ring = tp__chan_ring(ch);
+        if (ring->count < ring->cap) {
+            tp__chan_copy(tp__chan_slot(ring, ch->esz, ring->count++), elem, ch->esz);
+            return 0;
+        }
     }
     return EAGAIN;
 }
@@ -81,13 +99,15 @@ static inline int tp__chan_try_send(tp_chan *ch, const void *elem, struct tp__wn
 static inline int tp__chan_try_recv(tp_chan *ch, void *elem, struct tp__wnode **wake)
 {
     struct tp__wnode *s;
-    if (ch->count) {
-        tp__chan_copy(elem, tp__chan_slot(ch, 0), ch->esz);
-        ch->head = ch->head + 1 == ch->cap ? 0 : ch->head + 1;
-        ch->count--;
+    struct tp__chan_ring *ring = tp__chan_ring(ch);
+    if (ch->buffered && ring->count) {
+        uint32_t esz = ch->esz;
+        tp__chan_copy(elem, tp__chan_slot(ring, esz, 0), esz);
+        ring->head = ring->head + 1 == ring->cap ? 0 : ring->head + 1;
+        ring->count--;
         s = tp__wq_claim_first(&ch->sendq);
         if (s) /* a sender was waiting for this slot: its value joins the buffer */
-            tp__chan_copy(tp__chan_slot(ch, ch->count++), tp__chan_value(s, ch->esz), ch->esz);
+            tp__chan_copy(tp__chan_slot(ring, esz, ring->count++), tp__chan_value(s, esz), esz);
         *wake = s;
         return 0;
     }

@@ -61,9 +61,10 @@ extern _Atomic long tp__alloc_countdown; /* >0: fail when it reaches 0; <=0: nev
 /* ------------------------------------------------------------------- spinlock ---- */
 
 /* Critical sections are a few dozen instructions, so a spinlock beats a mutex; after a
-   while the waiter yields the CPU, because a plain thread holding it may be preempted. */
+   while the waiter yields the CPU, because a plain thread holding it may be preempted.
+   One byte: it sits beside other small fields (a channel's flags, a task's state). */
 typedef struct {
-    atomic_int v;
+    atomic_uchar v;
 } tp__spin;
 
 void tp__spin_lock_slow(tp__spin *s);
