@@ -624,9 +624,13 @@ static __attribute__((noinline)) int recurse(volatile char *prev, int depth)
     return recurse(frame, depth + 1) + frame[511];
 }
 
+/* Waits for the go-ahead on its channel (arg): the process dies with the overflow, so
+   the test must have printed the task's id before the task starts recursing. */
 static void *overflow_task(void *arg)
 {
-    (void)arg;
+    int go;
+    if (tp_chan_recv(arg, &go, -1) < 0)
+        return NULL;
     return (void *)(intptr_t)recurse(NULL, 0);
 }
 
@@ -650,13 +654,17 @@ START_TEST(test_stack_overflow_names_task)
         close(err[0]);
         tp_pool_attr a = {.workers = 1, .stack_size = 64 * 1024};
         tp_pool *p = tp_pool_create(&a);
-        if (!p)
+        tp_chan *go = tp_chan_create(sizeof(int), 0);
+        if (!p || !go)
             _exit(3);
-        tp_task *t = tp_spawn(p, overflow_task, NULL);
+        tp_task *t = tp_spawn(p, overflow_task, go);
         if (!t)
             _exit(4);
         dprintf(out[1], "%llu\n", (unsigned long long)tp_id(t));
         close(out[1]);
+        int one = 1;
+        if (tp_chan_send(go, &one, -1) < 0)
+            _exit(6);
         tp_join(t, NULL, -1);
         _exit(5); /* must not be reached */
     }
