@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 START_TEST(test_create_bad)
@@ -259,6 +260,66 @@ START_TEST(test_large_elements)
 }
 END_TEST
 
+/* ------------------------------------------------ every small element size ---- */
+
+/* A parked receiver of a value up to a pointer's size finds it in its control block
+   and copies as many bytes as the element size it recorded when it parked.  With
+   receivers of ten sizes parked at once on one worker and woken in another order, each
+   must get exactly its own bytes and nothing past them. */
+enum { NSIZES = 10 };
+static const size_t sizes[NSIZES] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16};
+static tp_chan *size_ch[NSIZES];
+
+static unsigned char size_byte(size_t k, size_t i)
+{
+    return (unsigned char)(k * 16 + i + 1);
+}
+
+static void *size_receiver(void *arg)
+{
+    size_t k = (size_t)(uintptr_t)arg;
+    unsigned char dst[48];
+    memset(dst, 0xee, sizeof dst);
+    if (tp_chan_recv(size_ch[k], dst + 16, -1) != 0)
+        return (void *)1;
+    for (size_t i = 0; i < sizeof dst; i++) {
+        bool inside = i >= 16 && i < 16 + sizes[k];
+        if (dst[i] != (inside ? size_byte(k, i - 16) : 0xee))
+            return (void *)2;
+    }
+    return NULL;
+}
+
+START_TEST(test_small_elements_parked_receivers)
+{
+    for (size_t cap = 0; cap <= 1; cap++) {
+        tp_pool *p = test_pool(1);
+        tp_task *r[NSIZES];
+        for (size_t k = 0; k < NSIZES; k++) {
+            size_ch[k] = tp_chan_create(sizes[k], cap);
+            ck_assert_ptr_nonnull(size_ch[k]);
+            r[k] = tp_spawn(p, size_receiver, (void *)(uintptr_t)k);
+            ck_assert_ptr_nonnull(r[k]);
+        }
+        wait_parked(p, NSIZES);
+        for (size_t k = NSIZES; k-- > 0;) { /* the reverse of the order they parked in */
+            unsigned char src[16];
+            for (size_t i = 0; i < sizeof src; i++)
+                src[i] = size_byte(k, i);
+            ck_assert_int_eq(tp_chan_send(size_ch[k], src, -1), 0);
+        }
+        for (size_t k = 0; k < NSIZES; k++) {
+            void *res = (void *)-1;
+            ck_assert_int_eq(tp_join(r[k], &res, -1), 0);
+            ck_assert_msg(res == NULL, "receiver of %zu-byte elements (cap %zu): %s", sizes[k],
+                          cap, res == (void *)1 ? "recv failed" : "wrong bytes");
+            ck_assert_int_eq(tp_chan_destroy(size_ch[k]), 0);
+        }
+        tp_pool_destroy(p);
+    }
+}
+END_TEST
+
 /* ----------------------------------------------- many producers and consumers ---- */
 
 /* Producers (tasks on both workers and plain threads) send sequence-tagged values;
@@ -463,6 +524,7 @@ int main(void)
     tcase_add_test(tc, test_close_wakes_waiters);
     tcase_add_test(tc, test_waiting_senders_fifo);
     tcase_add_test(tc, test_large_elements);
+    tcase_add_test(tc, test_small_elements_parked_receivers);
     tcase_add_test(tc, test_threads_only);
     suite_add_tcase(s, tc);
     TCase *stress = tcase_create("concurrency");
