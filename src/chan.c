@@ -179,8 +179,9 @@ static __attribute__((noinline)) int recv_wait_other(tp_chan *ch, void *elem, in
 
 /* The frame of a task parked in tp_chan_recv, the commonest way to park.  It keeps one
    word across the switch, elem: the element size waits in the control block and the task
-   is found again through its worker, so that the frame is the smallest the ABI allows
-   (the caller's six callee-saved registers, that word, the return address). */
+   is found again through its worker.  The compiler keeps that word in %rbp, which the
+   park sequence saves anyway, so the frame holds only the caller's six callee-saved
+   registers, the return address and an alignment slot (64 bytes on x86_64, was 80). */
 static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
 {
     tp_task *self = tp__current();
