@@ -84,12 +84,8 @@ static void insert_fixup(tree *t, node *z)
     set_color(t->root, BLACK);
 }
 
-void tp__rb_insert(tree *t, node *n, int64_t key)
+void tp__rb_insert_slow(tree *t, node *n, int64_t key)
 {
-    if (!t->root) {
-        tp__rb_insert_first(t, n, key);
-        return;
-    }
     n->key = key;
     n->l = n->r = NULL;
     node *p = NULL, **link = &t->root;
@@ -171,12 +167,8 @@ static void remove_fixup(tree *t, node *x, node *xp)
         set_color(x, BLACK);
 }
 
-void tp__rb_remove(tree *t, node *z)
+void tp__rb_remove_slow(tree *t, node *z)
 {
-    if (tp__rb_only(t, z)) {
-        tp__rb_remove_only(t, z);
-        return;
-    }
     node *x, *xp, *y;
     int removed_color = color(z);
     if (t->first == z)

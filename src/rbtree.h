@@ -32,30 +32,34 @@ static inline void tp__rb_node_init(struct tp__rbnode *n) { n->pc = TP__RB_UNLIN
 static inline int tp__rb_linked(const struct tp__rbnode *n) { return n->pc != TP__RB_UNLINKED; }
 static inline void tp__rb_init(struct tp__rbtree *t) { t->root = t->first = NULL; t->n = 0; }
 
-void tp__rb_insert(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key);
+/* Insert and remove.  The one-node cases are inline: a ready queue with a single task
+   does them all the time; the _slow halves (rbtree.c) take a tree that is not empty,
+   and a node that is not the only one. */
+void tp__rb_insert_slow(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key);
+void tp__rb_remove_slow(struct tp__rbtree *t, struct tp__rbnode *n);
 
-/* The one-node cases, inline: a ready queue with a single task does them all the time.
-   tp__rb_insert_first: insert n into the empty tree t.  tp__rb_only: whether n is the
-   only node of t; tp__rb_remove_only: remove it. */
-static inline void tp__rb_insert_first(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key)
+static inline void tp__rb_insert(struct tp__rbtree *t, struct tp__rbnode *n, int64_t key)
 {
+    if (t->root) {
+        tp__rb_insert_slow(t, n, key);
+        return;
+    }
     n->key = key;
     n->l = n->r = NULL;
     n->pc = 1; /* black: the root */
     t->root = t->first = n;
     t->n = 1;
 }
-static inline int tp__rb_only(const struct tp__rbtree *t, const struct tp__rbnode *n)
+static inline void tp__rb_remove(struct tp__rbtree *t, struct tp__rbnode *n)
 {
-    return n == t->root && !n->l && !n->r;
-}
-static inline void tp__rb_remove_only(struct tp__rbtree *t, struct tp__rbnode *n)
-{
+    if (n != t->root || n->l || n->r) {
+        tp__rb_remove_slow(t, n);
+        return;
+    }
     t->root = t->first = NULL;
     t->n = 0;
     n->pc = TP__RB_UNLINKED;
 }
-void tp__rb_remove(struct tp__rbtree *t, struct tp__rbnode *n);
 /* Put `by` (not in any tree) in linked node n's place, with n's key: O(1). */
 void tp__rb_replace(struct tp__rbtree *t, struct tp__rbnode *n, struct tp__rbnode *by);
 struct tp__rbnode *tp__rb_next(const struct tp__rbnode *n);

@@ -66,10 +66,7 @@ static inline void tp__rq_push(struct tp__readyq *q, struct tp__rbnode *e, int p
         return;
     }
     tp__rq_link(q, e)->tail = e;
-    if (!q->levels.root)
-        tp__rb_insert_first(&q->levels, e, prio);
-    else
-        tp__rb_insert(&q->levels, e, prio);
+    tp__rb_insert(&q->levels, e, prio);
 }
 
 /* The first entry of the lowest level, removed (in no tree); NULL when empty. */
@@ -84,8 +81,6 @@ static inline struct tp__rbnode *tp__rq_pop(struct tp__readyq *q)
     if (next) { /* the level goes on: its next entry takes the head's place in the tree */
         tp__rq_link(q, next)->tail = hl->tail;
         tp__rb_replace(&q->levels, head, next);
-    } else if (tp__rb_only(&q->levels, head)) {
-        tp__rb_remove_only(&q->levels, head);
     } else {
         tp__rb_remove(&q->levels, head);
     }

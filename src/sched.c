@@ -618,11 +618,3 @@ void *tp__worker_main(void *arg)
     tp__self_worker = NULL;
     return NULL;
 }
-
-#if TP_ASAN
-/* First thing a new task does on the shared stack. */
-void tp__task_started(tp_task *t)
-{
-    san_back_in_task(t);
-}
-#endif

@@ -6,6 +6,7 @@
  * on another worker can never free a block whose task is still executing.
  */
 #include "tp_internal.h"
+#include "park.h"
 
 #include <sched.h>
 
@@ -68,7 +69,7 @@ tp_task *tp_spawn(tp_pool *pool, void *(*fn)(void *), void *arg)
 void *tp__task_entry(void *arg)
 {
     tp_task *t = arg;
-    tp__task_started(t);
+    san_back_in_task(t);
     void *(*fn)(void *) = t->fn;
     t->save = NULL; /* shares its word with fn */
     return fn(t->arg);

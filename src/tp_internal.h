@@ -422,7 +422,6 @@ void tp__altstack_teardown(struct tp__worker *w);
 
 /* task.c */
 #if TP_ASAN
-void tp__task_started(tp_task *t); /* sched.c */
 void *tp__task_entry(void *arg);
 #endif
 __attribute__((noreturn)) void tp__task_return(void *result);
