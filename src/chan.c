@@ -55,13 +55,13 @@ static __attribute__((noinline)) int fail(int err)
 #define CHAN_OF(q, member) ((tp_chan *)(void *)((char *)(q) - offsetof(tp_chan, member)))
 
 /* A party that timed out withdraws its registration (w->obj). */
-static void cancel_send(struct tp__wait *w)
+void tp__chan_cancel_send(struct tp__wait *w)
 {
     struct tp__wnode *n = w->obj;
     tp__wnode_withdraw(n, &CHAN_OF(n->q, sendq)->lock);
 }
 
-static void cancel_recv(struct tp__wait *w)
+void tp__chan_cancel_recv(struct tp__wait *w)
 {
     struct tp__wnode *n = w->obj;
     tp__wnode_withdraw(n, &CHAN_OF(n->q, recvq)->lock);
@@ -71,7 +71,7 @@ static void cancel_recv(struct tp__wait *w)
 static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
                     struct tp__wnode *n, tp_task *self)
 {
-    tp__wait_enqueue(w, n, self, q, q == &ch->sendq ? cancel_send : cancel_recv);
+    tp__wait_enqueue(w, n, self, q, q == &ch->sendq ? TP__CANCEL_CHAN_SEND : TP__CANCEL_CHAN_RECV);
 }
 
 /* A task's side of blocking on q except the switch, out of line: the frame that

@@ -246,7 +246,7 @@ static int reg_withdraw(struct reg *r)
     return done;
 }
 
-static void reg_cancel(struct tp__wait *w) { reg_withdraw(w->obj); }
+void tp__select_cancel(struct tp__wait *w) { reg_withdraw(w->obj); }
 
 /* Register everywhere with wait w (the caller holds all the locks, which this
    releases), block, withdraw.  The completed case's index, or -ETIMEDOUT. */
@@ -254,7 +254,7 @@ static int block(struct sel *s, struct reg *r, struct tp__wait *w, tp_task *self
                  int64_t deadline)
 {
     tp__wait_init(w, self);
-    w->cancel = reg_cancel;
+    w->cancel = TP__CANCEL_SELECT;
     w->obj = r;
     reg_queue(s, r, w);
     unlock_all(s);

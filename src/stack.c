@@ -16,7 +16,9 @@
  * Copies are lazy: the worker copies a task out only when another task needs the stack
  * (w->owner says whose frames are there), so a task that parks and is the next to run
  * costs no copy at all.  The copying runs in the scheduler, on the worker pthread's own
- * stack, never on the shared one.
+ * stack, never on the shared one.  So a started task's bytes are in its save buffer
+ * exactly when it is not w->owner, and there are stack_hi - t->sp of them: the control
+ * block does not record the length.
  */
 #include "tp_internal.h"
 
@@ -126,7 +128,6 @@ void tp__stack_save(struct tp__worker *w, tp_task *t)
        to check and will not describe the next task's frames at these addresses. */
     TP__ASAN_UNPOISON(t->sp, len);
     memcpy(t->save, t->sp, len);
-    t->save_len = (uint32_t)len;
     tp__count(&w->st_copied, (int64_t)len);
     tp__count(&w->st_saved, (int64_t)len);
 }
@@ -134,7 +135,7 @@ void tp__stack_save(struct tp__worker *w, tp_task *t)
 /* Copy in: put the segment back at exactly the addresses it came from. */
 void tp__stack_restore(struct tp__worker *w, tp_task *t)
 {
-    size_t len = t->save_len;
+    size_t len = (size_t)(w->stack_hi - (char *)t->sp);
     TP__ASAN_UNPOISON(t->sp, len);
 #if HAVE_VALGRIND
     /* memcheck marked the shared stack below the last task's stack pointer
@@ -142,20 +143,18 @@ void tp__stack_restore(struct tp__worker *w, tp_task *t)
     VALGRIND_MAKE_MEM_UNDEFINED(t->sp, len);
 #endif
     memcpy(t->sp, t->save, len);
-    t->save_len = 0;
     tp__count(&w->st_copied, (int64_t)len);
     tp__count(&w->st_saved, -(int64_t)len);
 }
 
-/* A finished task gives back its buffer. */
+/* A finished task gives back its buffer.  Nothing of it is saved: it ran last, so its
+   (dead) frames are the ones on the stack. */
 void tp__stack_release(struct tp__worker *w, tp_task *t)
 {
-    if (t->save_len)
-        tp__count(&w->st_saved, -(int64_t)t->save_len);
     tp__count(&w->st_saved_cap, -(int64_t)t->save_cap);
     free(t->save);
     t->save = NULL;
-    t->save_len = t->save_cap = 0;
+    t->save_cap = 0;
 }
 
 /* ------------------------------------------------- which addresses are stacks ---- */

@@ -31,7 +31,7 @@ __attribute__((noinline)) int tp__park_reserve(tp_task *t)
 
 /* Fill w and n (the caller's registration, carrying val) and queue n on q. */
 static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
-                       struct tp__wqueue *q, tp__cancel_fn *cancel, void *val)
+                       struct tp__wqueue *q, enum tp__cancel cancel, void *val)
 {
     n->val = val;
     tp__wait_enqueue(w, n, self, q, cancel);
@@ -41,7 +41,7 @@ static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
    the task path so that a parked task's live segment (copied on every switch) does not
    carry these unused records. */
 static __attribute__((noinline)) int block_thread(struct tp__wqueue *q, tp__spin *lock,
-                                                  tp__cancel_fn *cancel, void *val,
+                                                  enum tp__cancel cancel, void *val,
                                                   int64_t deadline)
 {
     struct tp__wait w;
@@ -50,7 +50,7 @@ static __attribute__((noinline)) int block_thread(struct tp__wqueue *q, tp__spin
     return tp__wait_block(&w, lock, deadline); /* a thread cannot fail with ENOMEM */
 }
 
-int tp__block_on(struct tp__wqueue *q, tp__spin *lock, tp__cancel_fn *cancel, void *val,
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, enum tp__cancel cancel, void *val,
                  int64_t deadline)
 {
     tp_task *self = tp__current();
@@ -107,7 +107,7 @@ static int acquire(struct mutex *m, tp_task *self)
     }
     /* When this returns 0 the unlocker has already made us the owner.  (No deadline,
        so nothing is ever cancelled.) */
-    int rc = tp__block_on(&m->waiters, &m->lock, NULL, id, -1);
+    int rc = tp__block_on(&m->waiters, &m->lock, TP__CANCEL_NONE, id, -1);
     if (TP__UNLIKELY(rc == ENOMEM))
         tp__spin_unlock(&m->lock);
     return rc;
@@ -194,7 +194,7 @@ int tp_cond_init(tp_cond *pc)
 }
 
 /* A waiter that timed out withdraws its registration (w->obj). */
-static void cond_cancel(struct tp__wait *w)
+void tp__cond_cancel(struct tp__wait *w)
 {
     struct tp__wnode *n = w->obj;
     struct cond *c = (struct cond *)(void *)((char *)n->q - offsetof(struct cond, waiters));
@@ -207,7 +207,7 @@ static int cond_block(struct cond *c, struct mutex *m, struct tp__wait *w,
                       struct tp__wnode *n, tp_task *self, int64_t deadline)
 {
     tp__spin_lock(&c->lock);
-    queue_self(w, n, self, &c->waiters, cond_cancel, NULL);
+    queue_self(w, n, self, &c->waiters, TP__CANCEL_COND, NULL);
     tp__spin_unlock(&c->lock);
     int released = release(m, identity(self));
     TP__ASSERT(released == 0); /* the caller checked that it holds m */

@@ -52,8 +52,7 @@ tp_task *tp_spawn(tp_pool *pool, void *(*fn)(void *), void *arg)
     t->fn = fn;
     t->arg = arg;
     t->pool = pool;
-    t->id = new_id();
-    t->state = TP__NEW;
+    t->id = new_id(); /* (calloc: flags 0, neither done nor detached) */
     struct tp__worker *self = tp__self_worker;
     if (self && self->pool == pool) /* its own counter: see tp__pool_live */
         tp__count(&self->st_spawned, 1);
@@ -106,17 +105,17 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
        free the pool under us: it joins this worker's thread first.) */
     tp__pool_task_done(w);
     tp__spin_lock(&t->lock);
-    if (!t->detached) /* before DONE is visible: nobody can release it before this */
+    if (!(t->flags & TP__TASK_DETACHED)) /* before DONE is visible: nobody can release it before this */
         tp__done_add(w, t);
-    t->state = TP__DONE;
+    t->flags |= TP__TASK_DONE;
     struct tp__wait *j = t->joiner;
-    bool detached = t->detached;
+    bool detached = t->flags & TP__TASK_DETACHED;
     /* Claim under the lock: a joiner that timed out has claimed its own wait and waits
-       for this lock in join_cancel, so j is alive here -- after the unlock it may return
+       for this lock in tp__join_cancel, so j is alive here -- after the unlock it may return
        and reuse that memory for another wait. */
     bool wake = j && tp__wait_claim(j);
     tp__spin_unlock(&t->lock);
-    /* From here on t may be freed by a joiner that saw TP__DONE. */
+    /* From here on t may be freed by a joiner that saw TP__TASK_DONE. */
     if (detached)
         free(t);
     else if (wake)
@@ -124,7 +123,7 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
 }
 
 /* A joiner that timed out withdraws itself, unless the finisher already took it. */
-static void join_cancel(struct tp__wait *w)
+void tp__join_cancel(struct tp__wait *w)
 {
     tp_task *t = w->obj;
     tp__spin_lock(&t->lock);
@@ -154,17 +153,17 @@ int tp_join(tp_task *t, void **result, int64_t deadline)
         return -1;
     }
     tp__spin_lock(&t->lock);
-    if (t->state == TP__DONE) {
+    if (t->flags & TP__TASK_DONE) {
         tp__spin_unlock(&t->lock);
         return reap(t, result);
     }
     int rc = EINVAL; /* detached, or someone else is joining it */
-    if (!t->detached && !t->joiner) {
+    if (!(t->flags & TP__TASK_DETACHED) && !t->joiner) {
         rc = ETIMEDOUT;
         if (deadline != 0) {
             struct tp__wait thread_wait, *w = self ? &self->wait : &thread_wait;
             tp__wait_init(w, self);
-            w->cancel = join_cancel;
+            w->cancel = TP__CANCEL_JOIN;
             w->obj = t;
             t->joiner = w;
             rc = tp__wait_block(w, &t->lock, deadline);
@@ -188,18 +187,18 @@ int tp_detach(tp_task *t)
         return -1;
     }
     tp__spin_lock(&t->lock);
-    if (t->detached || t->joiner) {
+    if ((t->flags & TP__TASK_DETACHED) || t->joiner) {
         tp__spin_unlock(&t->lock);
         errno = EINVAL;
         return -1;
     }
-    if (t->state == TP__DONE) {
+    if (t->flags & TP__TASK_DONE) {
         tp__spin_unlock(&t->lock);
         tp__done_remove(t);
         free(t);
         return 0;
     }
-    t->detached = 1;
+    t->flags |= TP__TASK_DETACHED;
     tp__spin_unlock(&t->lock);
     return 0;
 }

@@ -50,8 +50,7 @@ int64_t tp__timer_fire(struct tp__worker *w, int64_t now)
         tp__rb_remove(&w->timers, n);
         if (!tp__wait_claim(&t->wait))
             continue;
-        if (t->wait.cancel)
-            t->wait.cancel(&t->wait);
+        tp__wait_cancel(&t->wait);
         t->wait.status = ETIMEDOUT;
         tp__count(&w->st_woken, 1);
         tp__ready_local(w, t);

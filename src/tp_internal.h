@@ -105,6 +105,22 @@ static inline void tp__count(tp__counter *c, int64_t d)
 struct tp__wait;
 typedef void tp__cancel_fn(struct tp__wait *w);
 
+/* How a wait that timed out withdraws its registrations.  A byte in the wait rather
+   than a function pointer: every parked task carries a wait, and 7 bytes less of it is
+   what lets the control block fit a smaller malloc chunk.  tp__wait_cancel (wait.c)
+   calls the function of the object kind. */
+enum tp__cancel {
+    TP__CANCEL_NONE,      /* nothing to withdraw: no deadline, or no registration */
+    TP__CANCEL_CHAN_SEND, /* chan.c */
+    TP__CANCEL_CHAN_RECV, /* chan.c */
+    TP__CANCEL_COND,      /* sync.c */
+    TP__CANCEL_WG,        /* wg.c */
+    TP__CANCEL_SELECT,    /* select.c */
+    TP__CANCEL_JOIN,      /* task.c */
+};
+tp__cancel_fn tp__chan_cancel_send, tp__chan_cancel_recv, tp__cond_cancel, tp__wg_cancel,
+    tp__select_cancel, tp__join_cancel;
+
 /* Bits of tp__wait.state. */
 #define TP__WAIT_CLAIMED 1u /* someone has decided the outcome */
 #define TP__WAIT_WOKEN 2u   /* plain thread: the outcome is recorded (it sleeps on this word) */
@@ -114,8 +130,9 @@ typedef void tp__cancel_fn(struct tp__wait *w);
    stack (a thread's stack does not move).  Registrations point here. */
 struct tp__wait {
     atomic_uint state;      /* TP__WAIT_* bits */
-    int status;             /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
-    tp__cancel_fn *cancel;  /* withdraws the registrations after a timeout */
+    int16_t status;         /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
+    uint8_t cancel;         /* enum tp__cancel: withdraws the registrations after a
+                               timeout */
     void *obj;              /* what cancel works on (the registration, select state...) */
 };
 
@@ -140,7 +157,7 @@ static inline void tp__wait_init(struct tp__wait *w, tp_task *self)
 {
     atomic_store_explicit(&w->state, self ? TP__WAIT_TASK : 0, memory_order_relaxed);
     w->status = 0;
-    w->cancel = NULL;
+    w->cancel = TP__CANCEL_NONE;
     w->obj = NULL;
 }
 /* Decide the outcome; true for exactly one caller. */
@@ -153,6 +170,8 @@ static inline bool tp__wait_claim(struct tp__wait *w)
 }
 /* After a successful claim: record the outcome and wake the party. */
 void tp__wait_complete(struct tp__wait *w, int status);
+/* After a successful claim by the waiting side (a timeout): withdraw its registrations. */
+void tp__wait_cancel(struct tp__wait *w);
 /* Block the caller (task or thread) until its wait is completed or the deadline passes.
    `held` (may be NULL) is released once the caller can no longer miss a wake-up.
    Returns the outcome's status (ETIMEDOUT after a timeout, ENOMEM when the task's stack
@@ -184,10 +203,11 @@ static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)
     head->prev = n;
 }
 /* A party with one registration: initialise w (self: the task, NULL for a plain thread),
-   link w and n, and queue n on q (lock held).  cancel (NULL without a deadline)
-   withdraws n after a timeout; w->obj = n.  n->val is the caller's to set. */
+   link w and n, and queue n on q (lock held).  cancel (an enum tp__cancel; NONE
+   without a deadline) withdraws n after a timeout; w->obj = n.  n->val is the caller's
+   to set. */
 static inline void tp__wait_enqueue(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
-                                    struct tp__wqueue *q, tp__cancel_fn *cancel)
+                                    struct tp__wqueue *q, enum tp__cancel cancel)
 {
     tp__wait_init(w, self);
     w->cancel = cancel;
@@ -200,13 +220,9 @@ void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
 
 /* --------------------------------------------------------------------- tasks ---- */
 
-enum tp__task_state {
-    TP__NEW,     /* never ran: may still move between workers */
-    TP__RUNNING, /* on its worker's CPU */
-    TP__PARKED,  /* blocked; someone will wake it */
-    TP__READY,   /* in its worker's ready queue */
-    TP__DONE,    /* finished; result valid */
-};
+/* Bits of tp_task.flags, both guarded by tp_task.lock. */
+#define TP__TASK_DONE 1u     /* finished; its result is valid */
+#define TP__TASK_DETACHED 2u /* freed by the runtime when it finishes */
 
 /* The control block.  Kept small: with a million parked tasks every word is 8 MB.
  *
@@ -247,16 +263,15 @@ struct tp_task {
         void *(*fn)(void *);   /* entry function, until the task starts */
         char *save;            /* then: heap copy of the live segment [sp, top) */
     };
-    uint32_t save_len;         /* bytes in save (0: nothing saved) */
-    uint32_t save_cap;         /* bytes allocated for save */
     uint64_t id;               /* unique, nonzero */
-    tp__spin lock;             /* guards state/joiner/detached against the finisher */
-    uint8_t state;             /* enum tp__task_state */
-    uint8_t detached;          /* freed by the runtime when it finishes */
+    struct tp__wait *joiner;   /* the one party waiting in tp_join */
+    uint32_t save_cap;         /* bytes allocated for save (how many are saved follows
+                                  from sp: see stack.c) */
+    tp__spin lock;             /* guards flags and joiner against the finisher */
+    uint8_t flags;             /* TP__TASK_* */
     int8_t prio;               /* ready-queue key: lower runs first */
     uint8_t recv_esz;          /* tp_chan_recv while parked: bytes to take from node.val
                                   (kept here, not in the parked frame: see chan.c) */
-    struct tp__wait *joiner;   /* the one party waiting in tp_join */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
@@ -266,9 +281,9 @@ struct tp_task {
 };
 
 #if defined(__x86_64__) && !TP_ASAN && !TP_TSAN
-/* glibc hands out (request + 8) rounded up to 16 bytes: 152 is a 160-byte chunk, 153 a
-   176-byte one.  At a million parked tasks (benchmark W1) that step is 16 MB. */
-_Static_assert(sizeof(struct tp_task) <= 152, "tp_task grew past a malloc chunk boundary");
+/* glibc hands out (request + 8) rounded up to 16 bytes: 136 is a 144-byte chunk, 137 a
+   160-byte one.  At a million parked tasks (benchmark W1) that step is 16 MB. */
+_Static_assert(sizeof(struct tp_task) <= 136, "tp_task grew past a malloc chunk boundary");
 #endif
 
 /* The task whose own wait w is (w's TP__WAIT_TASK bit is set). */
@@ -469,9 +484,9 @@ uint64_t tp__pool_live(tp_pool *pool);
 int tp__park_reserve(tp_task *t);
 /* Queue the caller (task or thread) on q, guarded by lock, which the caller holds, and
    block until completed or the deadline; val is stored in the node, cancel (which may be
-   NULL without a deadline) withdraws it after a timeout.  Returns the status (0,
+   TP__CANCEL_NONE without a deadline) withdraws it after a timeout.  Returns the status (0,
    ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still held. */
-int tp__block_on(struct tp__wqueue *q, tp__spin *lock, tp__cancel_fn *cancel, void *val,
+int tp__block_on(struct tp__wqueue *q, tp__spin *lock, enum tp__cancel cancel, void *val,
                  int64_t deadline);
 /* Claim every waiter of q, unqueue them, chain them through `next` (under q's lock). */
 struct tp__wnode *tp__wq_claim_all(struct tp__wqueue *q);

@@ -29,6 +29,21 @@ void tp__wait_complete(struct tp__wait *w, int status)
     tp__thread_futex_wake(&w->state);
 }
 
+void tp__wait_cancel(struct tp__wait *w)
+{
+    static tp__cancel_fn *const fns[] = {
+        [TP__CANCEL_CHAN_SEND] = tp__chan_cancel_send,
+        [TP__CANCEL_CHAN_RECV] = tp__chan_cancel_recv,
+        [TP__CANCEL_COND] = tp__cond_cancel,
+        [TP__CANCEL_WG] = tp__wg_cancel,
+        [TP__CANCEL_SELECT] = tp__select_cancel,
+        [TP__CANCEL_JOIN] = tp__join_cancel,
+    };
+    TP__ASSERT(w->cancel < sizeof fns / sizeof fns[0]);
+    if (w->cancel != TP__CANCEL_NONE)
+        fns[w->cancel](w);
+}
+
 static int thread_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 {
     if (held)
@@ -37,8 +52,7 @@ static int thread_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
     while (!((s = atomic_load_explicit(&w->state, memory_order_acquire)) & TP__WAIT_WOKEN)) {
         if (deadline >= 0 && tp_now() >= deadline) {
             if (tp__wait_claim(w)) {
-                if (w->cancel)
-                    w->cancel(w);
+                tp__wait_cancel(w);
                 return ETIMEDOUT;
             }
             deadline = -1; /* someone is completing it: wait for them */

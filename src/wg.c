@@ -4,7 +4,7 @@
  * counter to zero claims every waiter under the lock and wakes them after dropping it,
  * so a waiter released by zero returns 0 even if the counter goes up again before it
  * runs (the zero happened).  A waiter whose deadline claimed it first times out and
- * unqueues itself (wg_cancel).
+ * unqueues itself (tp__wg_cancel).
  */
 #include "tp_internal.h"
 
@@ -59,7 +59,7 @@ int tp_wg_add(tp_wg *pg, int64_t delta)
 int tp_wg_done(tp_wg *pg) { return tp_wg_add(pg, -1); }
 
 /* A waiter that timed out withdraws its registration (w->obj). */
-static void wg_cancel(struct tp__wait *w)
+void tp__wg_cancel(struct tp__wait *w)
 {
     struct tp__wnode *n = w->obj;
     struct wg *g = (struct wg *)(void *)((char *)n->q - offsetof(struct wg, waiters));
@@ -77,7 +77,7 @@ int tp_wg_wait(tp_wg *pg, int64_t deadline)
         tp__spin_unlock(&g->lock);
         return rc ? fail(rc) : 0;
     }
-    int rc = tp__block_on(&g->waiters, &g->lock, wg_cancel, NULL, deadline);
+    int rc = tp__block_on(&g->waiters, &g->lock, TP__CANCEL_WG, NULL, deadline);
     if (TP__UNLIKELY(rc == ENOMEM)) /* nothing queued; the lock is still ours */
         tp__spin_unlock(&g->lock);
     return rc ? fail(rc) : 0;
