@@ -44,8 +44,12 @@ tsan)
 valgrind)
     conf=--enable-valgrind
     # Every test program (and, through Check's fork mode, every test) runs under memcheck;
-    # an error or a definite leak makes it exit 97.
-    LOG_COMPILER_ARG="LOG_COMPILER=valgrind --quiet --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --child-silent-after-fork=no"
+    # an error or a definite leak makes it exit 97.  Valgrind runs one thread at a time,
+    # and by default a thread that spins can take the lock straight back: a test whose
+    # task spins until a task on another worker runs then gave up after 10 s in about one
+    # run in three of two test programs side by side.  --fair-sched=yes hands the lock
+    # round in order (0 of 6 such runs failed).
+    LOG_COMPILER_ARG="LOG_COMPILER=valgrind --quiet --fair-sched=yes --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --child-silent-after-fork=no"
     CK_TIMEOUT_MULTIPLIER=30
     export CK_TIMEOUT_MULTIPLIER
     ;;
