@@ -254,10 +254,17 @@ struct tp_task {
         tp_pool *pool;             /* the pool it was spawned into, until it starts */
         struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
     };
-    /* --- what every switch to and from it touches: queueing, copying, resuming --- */
+    /* --- the rest --- */
     struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
                                   ready queue once woken (the worker moves it); `l` and
                                   `r` link the never-run and finished lists (sched.c) */
+    void *sp;                  /* saved stack pointer; NULL before the first run */
+    union {                    /* (fields never needed at the same time share a word) */
+        void *(*fn)(void *);   /* entry function, until the task starts */
+        char *save;            /* then: heap copy of the live segment [sp, top) */
+    };
+    uint64_t id;               /* unique, nonzero */
+    struct tp__wait *joiner;   /* the one party waiting in tp_join */
     uint32_t save_cap;         /* bytes allocated for save (how many are saved follows
                                   from sp: see stack.c) */
     tp__spin lock;             /* guards flags and joiner against the finisher */
@@ -265,14 +272,6 @@ struct tp_task {
     int8_t prio;               /* ready-queue key: lower runs first */
     uint8_t recv_esz;          /* tp_chan_recv while parked: bytes to take from node.val
                                   (kept here, not in the parked frame: see chan.c) */
-    void *sp;                  /* saved stack pointer; NULL before the first run */
-    union {                    /* (fields never needed at the same time share a word) */
-        void *(*fn)(void *);   /* entry function, until the task starts */
-        char *save;            /* then: heap copy of the live segment [sp, top) */
-    };
-    /* --- the rest, last: a switch does not read them --- */
-    uint64_t id;               /* unique, nonzero */
-    struct tp__wait *joiner;   /* the one party waiting in tp_join */
 #if TP_TSAN
     void *tsan_fiber;
 #endif
