@@ -71,7 +71,8 @@ void tp__chan_cancel_recv(struct tp__wait *w)
 static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
                     struct tp__wnode *n, tp_task *self)
 {
-    tp__wait_enqueue(w, n, self, q, q == &ch->sendq ? TP__CANCEL_CHAN_SEND : TP__CANCEL_CHAN_RECV);
+    tp__wait_enqueue(w, n, self, q,
+                     q == &ch->sendq ? TP__CANCEL_CHAN_SEND : TP__CANCEL_CHAN_RECV);
 }
 
 /* A task's side of blocking on q except the switch, out of line: the frame that

@@ -105,14 +105,15 @@ void tp__task_finish(struct tp__worker *w, tp_task *t)
        free the pool under us: it joins this worker's thread first.) */
     tp__pool_task_done(w);
     tp__spin_lock(&t->lock);
-    if (!(t->flags & TP__TASK_DETACHED)) /* before DONE is visible: nobody can release it before this */
+    /* Before DONE is visible: nobody can release it before this. */
+    if (!(t->flags & TP__TASK_DETACHED))
         tp__done_add(w, t);
     t->flags |= TP__TASK_DONE;
     struct tp__wait *j = t->joiner;
     bool detached = t->flags & TP__TASK_DETACHED;
     /* Claim under the lock: a joiner that timed out has claimed its own wait and waits
-       for this lock in tp__join_cancel, so j is alive here -- after the unlock it may return
-       and reuse that memory for another wait. */
+       for this lock in tp__join_cancel, so j is alive here -- after the unlock it may
+       return and reuse that memory for another wait. */
     bool wake = j && tp__wait_claim(j);
     tp__spin_unlock(&t->lock);
     /* From here on t may be freed by a joiner that saw TP__TASK_DONE. */

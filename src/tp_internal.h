@@ -483,9 +483,10 @@ uint64_t tp__pool_live(tp_pool *pool);
    later tp__wait_block cannot fail with ENOMEM.  -1/ENOMEM. */
 int tp__park_reserve(tp_task *t);
 /* Queue the caller (task or thread) on q, guarded by lock, which the caller holds, and
-   block until completed or the deadline; val is stored in the node, cancel (which may be
-   TP__CANCEL_NONE without a deadline) withdraws it after a timeout.  Returns the status (0,
-   ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still held. */
+   block until completed or the deadline; val is stored in the node, cancel (which may
+   be TP__CANCEL_NONE without a deadline) withdraws it after a timeout.  Returns the
+   status (0, ETIMEDOUT, ...) with lock released; ENOMEM: nothing queued, lock still
+   held. */
 int tp__block_on(struct tp__wqueue *q, tp__spin *lock, enum tp__cancel cancel, void *val,
                  int64_t deadline);
 /* Claim every waiter of q, unqueue them, chain them through `next` (under q's lock). */
