@@ -54,16 +54,25 @@ static __attribute__((noinline)) int fail(int err)
 
 #define CHAN_OF(q, member) ((tp_chan *)(void *)((char *)(q) - offsetof(tp_chan, member)))
 
-/* A party that timed out withdraws its registration (w->obj). */
+/* A party's registration: a task's is its control block's node (its w->obj is free for
+   w->dest), a plain thread's is w->obj. */
+static struct tp__wnode *registration(struct tp__wait *w)
+{
+    if (atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK)
+        return &tp__wait_task(w)->node;
+    return w->obj;
+}
+
+/* A party that timed out withdraws its registration. */
 void tp__chan_cancel_send(struct tp__wait *w)
 {
-    struct tp__wnode *n = w->obj;
+    struct tp__wnode *n = registration(w);
     tp__wnode_withdraw(n, &CHAN_OF(n->q, sendq)->lock);
 }
 
 void tp__chan_cancel_recv(struct tp__wait *w)
 {
-    struct tp__wnode *n = w->obj;
+    struct tp__wnode *n = registration(w);
     tp__wnode_withdraw(n, &CHAN_OF(n->q, recvq)->lock);
 }
 
@@ -80,9 +89,11 @@ static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
    on every switch, so it should hold only what it needs after waking.  0 with the lock
    released, or ENOMEM with nothing queued (and the lock released too). */
 static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue *q,
-                                                  tp_task *self, int64_t deadline, char *sp)
+                                                  tp_task *self, int64_t deadline, char *sp,
+                                                  void *dest)
 {
     enqueue(ch, q, &self->wait, &self->node, self);
+    self->wait.dest = dest;
     if (TP__UNLIKELY(tp__park_arm(self, &ch->lock, deadline, sp) < 0)) {
         tp__wq_remove(q, &self->node);
         tp__spin_unlock(&ch->lock);
@@ -91,18 +102,25 @@ static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue
     return 0;
 }
 
-/* Block the calling task on q, with the lock held and self->node.val set; returns 0 or
-   an errno, with the lock released.  Always inlined: the switch must be in the frame
-   whose stack pointer task_enqueue reserved for.  After the switch the task is found
-   again through the worker (a thread-local load) rather than kept: a value kept across
-   the switch is a stack slot in every parked task's segment. */
-static inline __attribute__((always_inline)) int block_task(tp_chan *ch, struct tp__wqueue *q,
-                                                            tp_task *self, int64_t deadline)
+/* Block the calling task on q, with the lock held and self->node.val set; dest is kept
+   in its wait record (w->dest) for after the wake-up.  Returns the task (found again
+   through its worker: see tp__to_scheduler) with the outcome in its wait.status, or
+   NULL (ENOMEM, nothing queued); the lock is released.  Always inlined: the switch must
+   be in the frame whose stack pointer task_enqueue reserved for. */
+static inline __attribute__((always_inline)) tp_task *block_task(tp_chan *ch,
+                                                                 struct tp__wqueue *q,
+                                                                 tp_task *self,
+                                                                 int64_t deadline, void *dest)
 {
-    if (TP__UNLIKELY(task_enqueue(ch, q, self, deadline, tp__ctx_sp())))
-        return ENOMEM;
-    tp__to_scheduler(self->worker, self);
-    return tp__self_worker->current->wait.status;
+    if (TP__UNLIKELY(task_enqueue(ch, q, self, deadline, tp__ctx_sp(), dest)))
+        return NULL;
+    return tp__to_scheduler(self->worker, self);
+}
+
+/* block_task's outcome as an errno (0: done). */
+static inline int block_status(const tp_task *self)
+{
+    return self ? self->wait.status : ENOMEM;
 }
 
 /* A task's value larger than a pointer waits in a heap copy (its stack may be copied
@@ -121,7 +139,7 @@ static __attribute__((noinline)) int block_task_large(tp_chan *ch, struct tp__wq
     if (send)
         memcpy(buf, elem, esz);
     self->node.val = buf;
-    int rc = block_task(ch, q, self, deadline);
+    int rc = block_status(block_task(ch, q, self, deadline, NULL));
     if (rc == 0 && !send)
         memcpy(elem, buf, esz);
     free(buf);
@@ -165,7 +183,7 @@ static __attribute__((noinline)) int send_wait(tp_chan *ch, const void *elem, in
         rc = block_task_large(ch, &ch->sendq, self, (void *)elem, deadline);
     } else {
         tp__chan_copy(&self->node.val, elem, esz);
-        rc = block_task(ch, &ch->sendq, self, deadline);
+        rc = block_status(block_task(ch, &ch->sendq, self, deadline, NULL));
     }
     return rc ? fail(rc) : 0;
 }
@@ -178,11 +196,12 @@ static __attribute__((noinline)) int recv_wait_other(tp_chan *ch, void *elem, in
     return rc ? fail(rc) : 0;
 }
 
-/* The frame of a task parked in tp_chan_recv, the commonest way to park.  It keeps one
-   word across the switch, elem: the element size waits in the control block and the task
-   is found again through its worker.  The compiler keeps that word in %rbp, which the
-   park sequence saves anyway, so the frame holds only the caller's six callee-saved
-   registers, the return address and an alignment slot (64 bytes on x86_64, was 80). */
+/* The frame of a task parked in tp_chan_recv, the commonest way to park.  It keeps
+   nothing across the switch: elem waits in the wait record, the element size in the
+   control block, and the task is found again through its worker.  So the frame holds
+   only the return address and the five callee-saved registers the switch clobbers (and
+   the park sequence the sixth, %rbp): 48 bytes on x86_64 (was 64, with elem in %rbp and
+   an alignment slot). */
 static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
 {
     tp_task *self = tp__current();
@@ -190,15 +209,15 @@ static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t 
     if (!self || esz > sizeof self->node.val)
         return recv_wait_other(ch, elem, deadline);
     self->recv_esz = (uint8_t)esz;
-    int rc = block_task(ch, &ch->recvq, self, deadline);
+    self = block_task(ch, &ch->recvq, self, deadline, elem);
+    int rc = block_status(self);
     if (TP__UNLIKELY(rc))
         return fail(rc);
-    self = tp__self_worker->current;
     esz = self->recv_esz;
     if (esz > sizeof self->node.val)
         __builtin_unreachable(); /* (set above): lets the copy stay a few moves */
     /* where whoever completed us left the value */
-    tp__chan_copy(elem, &self->node.val, esz);
+    tp__chan_copy(self->wait.dest, &self->node.val, esz);
     return 0;
 }
 

@@ -8,9 +8,16 @@
 #ifndef TP_CTX_H
 #define TP_CTX_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 /* Save the current context's stack pointer in *save_sp and continue the context whose
-   stack pointer is new_sp.  Returns when some other context switches back to *save_sp. */
-void tp__ctx_switch(void **save_sp, void *new_sp);
+   stack pointer is new_sp.  Returns when some other context switches back to *save_sp,
+   with the save_sp that context passed to its switch: a task, which only its worker's
+   scheduler continues, finds that worker this way (&w->sched_sp) without keeping
+   anything across the switch. */
+void **tp__ctx_switch(void **save_sp, void *new_sp);
 
 /* Prepare a context that will call fn(arg) on the stack ending at top (16-byte aligned),
    then done(fn's result); done must never return.  fn's frame is the first below top,
@@ -19,16 +26,38 @@ void tp__ctx_switch(void **save_sp, void *new_sp);
    return address.  Returns the context's stack pointer. */
 void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *));
 
-/* tp__ctx_park(save_sp, new_sp): the same as tp__ctx_switch, for a task on its way to
-   the scheduler, and always inlined.  TP__CTX_PARK_FRAME is the number of bytes it keeps
-   below the stack pointer of the function it is inlined into.
-   x86_64: an inline sequence (see switch_x86_64.S for why) that saves only %rbp, the
-   MXCSR and x87 control word and its resume address, and declares every other register
-   clobbered, so the compiler saves in its own frame just what is live.  The sequence
-   pushes below %rsp, so it must not be inlined into a function that uses the red zone:
-   the library is built with -mno-red-zone (configure.ac).  Elsewhere: tp__ctx_switch. */
+/* tp__ctx_park(save_sp, new_sp, keep_fp): the same as tp__ctx_switch (and returns the
+   same), for a task on its way to the scheduler, and always inlined.  keep_fp is
+   !tp__ctx_fp_is_default() as the task's stack reservation measured it, with nothing
+   but the library running since (nothing that changes the FP controls), and
+   TP__CTX_PARK_FRAME(keep_fp) is the number of bytes the park keeps below the stack
+   pointer of the function it is inlined into.
+   x86_64: an inline sequence (see switch_x86_64.S for why) that saves only %rbp and its
+   resume address, plus the MXCSR and x87 control word when they are not the defaults a
+   task starts with, and declares every other register clobbered, so the compiler saves
+   in its own frame just what is live.  Which of the two it did is in the resume address
+   it leaves, so nothing else records it.  The defaults are what nearly every task runs
+   with, and 8 bytes less of every parked segment is, for a deep parked task (benchmark
+   W6), the step to the next smaller malloc chunk.  The sequence pushes below %rsp, so
+   it must not be inlined into a function that uses the red zone: the library is built
+   with -mno-red-zone (configure.ac).  Elsewhere: tp__ctx_switch.
+   TP__CTX_TOP is how many bytes at the top of every task's stack hold the same value
+   for every task, and are left out of the saved segments (stack.c writes them back). */
 #if defined(__x86_64__)
-#define TP__CTX_PARK_FRAME 24
+/* The return address of the call to the task's function in tp__ctx_entry. */
+#define TP__CTX_TOP 8
+extern const char tp__ctx_fn_return[];
+/* The MXCSR and x87 control word that tp__ctx_init gives a task (switch_x86_64.S). */
+extern const uint32_t tp__ctx_fp_default[2];
+/* Whether the caller's FP controls are those defaults (MXCSR's status flags, bits 0-5,
+   are not preserved by the ABI and do not count). */
+static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
+{
+    uint16_t cw;
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    return (__builtin_ia32_stmxcsr() & ~0x3fu) == 0x1f80u && cw == 0x037fu;
+}
+#define TP__CTX_PARK_FRAME(keep_fp) ((keep_fp) ? 24u : 16u)
 #if defined(__CET__)
 #define TP__CTX_LANDING "endbr64\n\t"
 #else
@@ -42,37 +71,59 @@ void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void 
 #else
 #define TP__CTX_CLOBBER_AVX512
 #endif
-static inline __attribute__((always_inline)) void tp__ctx_park(void **save_sp, void *new_sp)
+/* Either shape has the resume address at the saved stack pointer:
+ *   default FP controls:  sp+8 %rbp                      sp+0 resume at 1
+ *   others:               sp+16 %rbp  sp+8 MXCSR, x87 CW  sp+0 resume at 2
+ * The first, on its way back, loads the defaults (the scheduler may run with anything:
+ * it inherited the controls of whoever created the pool); the second, its own. */
+static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
+                                                                void *new_sp, bool keep_fp)
 {
+    unsigned long rax = keep_fp;
     __asm__ volatile("pushq %%rbp\n\t"
+                     "testl %%eax, %%eax\n\t"
+                     "leaq 1f(%%rip), %%rax\n\t"
+                     "jz 3f\n\t"
                      "subq $8, %%rsp\n\t"
                      "stmxcsr (%%rsp)\n\t"
                      "fnstcw 4(%%rsp)\n\t"
-                     "leaq 1f(%%rip), %%rax\n\t"
+                     "leaq 2f(%%rip), %%rax\n"
+                     "3:\n\t"
                      "pushq %%rax\n\t"
                      "movq %%rsp, (%0)\n\t"
                      "movq %1, %%rsp\n\t"
                      "popq %%rax\n\t"
                      "jmpq *%%rax\n"
-                     "1:\n\t" TP__CTX_LANDING
+                     "2:\n\t" TP__CTX_LANDING
                      "ldmxcsr (%%rsp)\n\t"
                      "fldcw 4(%%rsp)\n\t"
                      "addq $8, %%rsp\n\t"
+                     "jmp 4f\n"
+                     "1:\n\t" TP__CTX_LANDING
+                     "ldmxcsr tp__ctx_fp_default(%%rip)\n\t"
+                     "fldcw tp__ctx_fp_default+4(%%rip)\n"
+                     "4:\n\t"
                      "popq %%rbp"
-                     : "+D"(save_sp), "+S"(new_sp)
+                     : "+D"(save_sp), "+S"(new_sp), "+a"(rax)
                      :
-                     : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13",
+                     : "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13",
                        "r14", "r15", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
                        "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
                        "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)",
                        "st(5)", "st(6)", "st(7)", "mm0", "mm1", "mm2", "mm3", "mm4", "mm5",
                        "mm6", "mm7" TP__CTX_CLOBBER_AVX512);
+    return save_sp; /* (%rdi as tp__ctx_switch left it: its continuer's save_sp) */
 }
 #elif defined(__aarch64__)
-#define TP__CTX_PARK_FRAME 176 /* tp__ctx_switch's frame: see switch_aarch64.S */
-static inline __attribute__((always_inline)) void tp__ctx_park(void **save_sp, void *new_sp)
+#define TP__CTX_TOP 0 /* the task function's return address is in x30, saved in its frame */
+/* The switch keeps FPCR in its frame (see switch_aarch64.S) whatever its value. */
+static inline bool tp__ctx_fp_is_default(void) { return true; }
+#define TP__CTX_PARK_FRAME(keep_fp) ((void)(keep_fp), 176u) /* tp__ctx_switch's frame */
+static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
+                                                                void *new_sp, bool keep_fp)
 {
-    tp__ctx_switch(save_sp, new_sp);
+    (void)keep_fp;
+    return tp__ctx_switch(save_sp, new_sp);
 }
 #else
 #error "threadplex: no context switch routine for this architecture"

@@ -34,13 +34,18 @@ static inline __attribute__((always_inline)) void san_back_in_task(tp_task *t)
 }
 
 /* The task side of a switch.  Always inlined into its caller so that the stack pointer
-   the caller measured for tp__stack_reserve is the one the switch saves. */
-static inline __attribute__((always_inline)) void tp__to_scheduler(struct tp__worker *w,
-                                                               tp_task *t)
+   the caller measured for tp__stack_reserve is the one the switch saves.  Returns the
+   task (t), found again through the worker whose scheduler continued it (see
+   tp__ctx_switch): a value kept across the switch would be a stack slot in the parked
+   segment, and a callee-saved register the compiler keeps one in is one more. */
+static inline __attribute__((always_inline)) tp_task *tp__to_scheduler(struct tp__worker *w,
+                                                                       tp_task *t)
 {
     san_leave_task(w, t, false);
-    tp__ctx_park(&t->sp, w->sched_sp);
-    san_back_in_task(t);
+    void **cont = tp__ctx_park(&t->sp, w->sched_sp, w->park_fp);
+    w = (struct tp__worker *)(void *)((char *)cont - offsetof(struct tp__worker, sched_sp));
+    san_back_in_task(w->current);
+    return w->current;
 }
 
 static inline __attribute__((always_inline)) int tp__park_here(tp_task *t, tp__spin *held,

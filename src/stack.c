@@ -9,16 +9,19 @@
  * stores whatever registers must survive below (or, on x86_64, partly in) its frames and
  * records the new sp (ctx.h), so the byte range [t->sp, stack_hi) is the task's entire
  * state: every frame it has, plus the registers.  Nothing below t->sp is live (the
- * library does not use the x86_64 red zone), and nothing above stack_hi belongs to it.  That range is what
- * tp__stack_save() copies out and tp__stack_restore() copies back to the same addresses,
- * so pointers from the task's frames into its own frames stay valid.
+ * library does not use the x86_64 red zone), and nothing above stack_hi belongs to it.
+ * That range is what tp__stack_save() copies out and tp__stack_restore() copies back to
+ * the same addresses, so pointers from the task's frames into its own frames stay
+ * valid -- all of it but its top TP__CTX_TOP bytes (x86_64: the return address of the
+ * call into the task's function), which are the same for every task and are written
+ * back rather than saved.
  *
  * Copies are lazy: the worker copies a task out only when another task needs the stack
  * (w->owner says whose frames are there), so a task that parks and is the next to run
  * costs no copy at all.  The copying runs in the scheduler, on the worker pthread's own
  * stack, never on the shared one.  So a started task's bytes are in its save buffer
- * exactly when it is not w->owner, and there are stack_hi - t->sp of them: the control
- * block does not record the length.
+ * exactly when it is not w->owner, and there are stack_hi - TP__CTX_TOP - t->sp of them:
+ * the control block does not record the length.
  */
 #include "tp_internal.h"
 
@@ -82,6 +85,10 @@ void tp__stack_destroy(struct tp__worker *w)
     w->map = NULL;
 }
 
+/* The end of what is saved: the stack top, less the word(s) that are the same for every
+   task (TP__CTX_TOP, ctx.h), which restore() writes back instead. */
+static inline char *seg_hi(const struct tp__worker *w) { return w->stack_hi - TP__CTX_TOP; }
+
 /* Called by the running task just before it parks, with its current stack pointer:
    makes sure its save buffer can hold the segment, so the later copy-out (done lazily by
    the scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is
@@ -92,7 +99,9 @@ int tp__stack_reserve(tp_task *t, char *sp)
     /* Rounded up to a size malloc hands out whole: its chunks are multiples of 16
        bytes with an 8-byte header, so 16k+8 bytes fill one (glibc; elsewhere harmless).
        The slack absorbs small variations of depth without a realloc. */
-    size_t need = (size_t)(w->stack_hi - sp) + TP__CTX_PARK_FRAME;
+    bool keep_fp = !tp__ctx_fp_is_default();
+    w->park_fp = keep_fp; /* for the park this reserves for: see ctx.h */
+    size_t need = (size_t)(seg_hi(w) - sp) + TP__CTX_PARK_FRAME(keep_fp);
     need = ((need + 8 + 15) & ~(size_t)15) - 8;
     if (TP__LIKELY(need <= t->save_cap &&
                    !(t->save_cap > TP__SHRINK_MIN && need * 4 < t->save_cap)))
@@ -110,11 +119,11 @@ int tp__stack_reserve(tp_task *t, char *sp)
     return 0;
 }
 
-/* Copy out: the bytes [t->sp, stack_hi), which are all the task's frames and the
+/* Copy out: the bytes [t->sp, seg_hi), which are all the task's frames and the
    registers its switch pushed (see the top of this file). */
 void tp__stack_save(struct tp__worker *w, tp_task *t)
 {
-    size_t len = (size_t)(w->stack_hi - (char *)t->sp);
+    size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
     if (TP__UNLIKELY(len > t->save_cap)) {
         /* The reservation measured the stack pointer a little above the switch (possible
            in unoptimised builds): grow now; failing here has no caller to report to. */
@@ -135,14 +144,19 @@ void tp__stack_save(struct tp__worker *w, tp_task *t)
 /* Copy in: put the segment back at exactly the addresses it came from. */
 void tp__stack_restore(struct tp__worker *w, tp_task *t)
 {
-    size_t len = (size_t)(w->stack_hi - (char *)t->sp);
-    TP__ASAN_UNPOISON(t->sp, len);
+    size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
+    TP__ASAN_UNPOISON(t->sp, len + TP__CTX_TOP);
 #if HAVE_VALGRIND
     /* memcheck marked the shared stack below the last task's stack pointer
        inaccessible; these bytes are about to become the resumed task's frames. */
-    VALGRIND_MAKE_MEM_UNDEFINED(t->sp, len);
+    VALGRIND_MAKE_MEM_UNDEFINED(t->sp, len + TP__CTX_TOP);
 #endif
     memcpy(t->sp, t->save, len);
+#if TP__CTX_TOP
+    /* Since it was saved, tasks that started or finished here wrote other values there. */
+    const void *ret = tp__ctx_fn_return;
+    memcpy(seg_hi(w), &ret, sizeof ret);
+#endif
     tp__count(&w->st_copied, (int64_t)len);
     tp__count(&w->st_saved, -(int64_t)len);
 }

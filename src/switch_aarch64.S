@@ -85,7 +85,8 @@
 
     .text
 
-/* void tp__ctx_switch(void **save_sp, void *new_sp) */
+/* void **tp__ctx_switch(void **save_sp, void *new_sp): returns with x0 as the continuer
+   left it, its own save_sp (ctx.h); nothing here writes x0 after the store through it. */
     .globl  tp__ctx_switch
     .hidden tp__ctx_switch
     .type   tp__ctx_switch, %function

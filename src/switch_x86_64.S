@@ -12,8 +12,11 @@
  * the compiler then keeps in the blocking function's own frame only the values it still
  * needs, instead of the switch pushing six registers the function's prologue has
  * typically just pushed (for its caller) as well.  That takes 40 bytes off every parked
- * task's saved segment and off every copy.  Both leave the same shape at the saved
- * stack pointer, so either side can continue the other.
+ * task's saved segment and off every copy, and the sequence keeps the FP control words
+ * only when they are not the defaults (8 more).  Both leave the same shape at the saved
+ * stack pointer, a resume address, so either side can continue the other.  Either
+ * continues the other with %rdi still holding its own save_sp argument, which the
+ * continued side returns: that is how a resumed task finds its worker (ctx.h).
  *
  * tp__ctx_switch's frame, below the caller's stack pointer (72 bytes):
  *
@@ -45,7 +48,7 @@
 
     .text
 
-/* void tp__ctx_switch(void **save_sp, void *new_sp) */
+/* void **tp__ctx_switch(void **save_sp, void *new_sp) */
     .globl  tp__ctx_switch
     .hidden tp__ctx_switch
     .type   tp__ctx_switch, @function
@@ -94,6 +97,7 @@ tp__ctx_switch:
     .cfi_adjust_cfa_offset -8
     popq    %rbp
     .cfi_adjust_cfa_offset -8
+    movq    %rdi, %rax          /* the continuer's save_sp (ctx.h) */
     ret
     .cfi_endproc
     .size   tp__ctx_switch, .-tp__ctx_switch
@@ -143,11 +147,25 @@ tp__ctx_entry:
     addq    $32, %rsp
     xorl    %ebp, %ebp          /* ends frame-pointer walks */
     callq   *%rax
+    .globl  tp__ctx_fn_return   /* the word under every task's stack top: see ctx.h */
+    .hidden tp__ctx_fn_return
+tp__ctx_fn_return:
     movq    %rax, %rdi
     callq   *%rbx
     ud2
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry
+
+/* The FP controls a task starts with (ctx.h's park loads them for a task that parked
+   with them): MXCSR, then x87 control word. */
+    .section .rodata
+    .p2align 3
+    .globl  tp__ctx_fp_default
+    .hidden tp__ctx_fp_default
+    .type   tp__ctx_fp_default, @object
+tp__ctx_fp_default:
+    .long   0x1f80, 0x037f
+    .size   tp__ctx_fp_default, 8
 
 #endif
 

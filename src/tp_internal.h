@@ -133,7 +133,12 @@ struct tp__wait {
     int16_t status;         /* errno of the outcome: 0, EPIPE, ETIMEDOUT, ... */
     uint8_t cancel;         /* enum tp__cancel: withdraws the registrations after a
                                timeout */
-    void *obj;              /* what cancel works on (the registration, select state...) */
+    union {
+        void *obj;          /* what cancel works on (the registration, select state...) */
+        void *dest;         /* a task parked in tp_chan_recv: where its value goes.  A
+                               task's channel wait needs no obj: its registration is its
+                               control block's node (see chan.c) */
+    };
 };
 
 /* One registration of a wait on a wait queue (channel senders, mutex waiters, ...).  The
@@ -350,6 +355,8 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */
     void *dead_sp;               /* where a finished task's last switch saves its sp */
     enum tp__switch_reason why;  /* why the current task switched out */
+    bool park_fp;                /* the parking task's FP controls are not the defaults:
+                                    tp__stack_reserve measured it, the park keeps them */
     struct tp__rbtree timers;    /* parked tasks with a deadline, by deadline */
     unsigned turn;               /* alternates ready vs fresh so neither starves */
     uint64_t rng;                /* xorshift state (steal victims, select) */

@@ -206,9 +206,14 @@ static const char *const reg_name[NREG] = {"rbx", "rbp", "r12", "r13",
 
 /* MXCSR: bits 0-5 are status flags (not preserved by the ABI, not compared); the rest
    are controls: DAZ, exception masks, rounding, flush-to-zero.  x87 CW: rounding and
-   precision control, exception masks (bit 6 reads as 1). */
+   precision control, exception masks (bit 6 reads as 1).  Every third round task 1
+   runs with the default controls (and the inexact flag raised), which a park keeps in
+   a shorter frame and restores from the defaults, not from the frame: it must still
+   get them back after task 0's and the scheduler's other values. */
 static uint64_t fp_pattern(int who, uint64_t round, int slot)
 {
+    if (who == 1 && round % 3 == 2)
+        return slot == 6 ? 0x1f80 | 0x20 : 0x037f;
     if (slot == 6)
         return who == 0 ? 0x1f80 | (3u << 13) | 0x8000 | (round & 1 ? 0x40 : 0)
                         : 0x1f80 | ((1u + (round & 1)) << 13);
