@@ -8,6 +8,13 @@
 #ifndef TP_CTX_H
 #define TP_CTX_H
 
+/* x86_64: the MXCSR and x87 control word a task starts with (all exceptions masked,
+   round to nearest; double-extended precision).  Also read by switch_x86_64.S. */
+#define TP__CTX_MXCSR_DEFAULT 0x1f80
+#define TP__CTX_FPCW_DEFAULT 0x037f
+
+#ifndef __ASSEMBLER__
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,15 +54,16 @@ void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void 
 /* The return address of the call to the task's function in tp__ctx_entry. */
 #define TP__CTX_TOP 8
 extern const char tp__ctx_fn_return[];
-/* The MXCSR and x87 control word that tp__ctx_init gives a task (switch_x86_64.S). */
+/* The FP controls a task starts with, for the park to load (switch_x86_64.S). */
 extern const uint32_t tp__ctx_fp_default[2];
-/* Whether the caller's FP controls are those defaults (MXCSR's status flags, bits 0-5,
+/* Whether the caller's FP controls are the defaults (MXCSR's status flags, bits 0-5,
    are not preserved by the ABI and do not count). */
 static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
 {
     uint16_t cw;
     __asm__ volatile("fnstcw %0" : "=m"(cw));
-    return (__builtin_ia32_stmxcsr() & ~0x3fu) == 0x1f80u && cw == 0x037fu;
+    return (__builtin_ia32_stmxcsr() & ~0x3fu) == TP__CTX_MXCSR_DEFAULT &&
+           cw == TP__CTX_FPCW_DEFAULT;
 }
 #define TP__CTX_PARK_FRAME(keep_fp) ((keep_fp) ? 24u : 16u)
 #if defined(__CET__)
@@ -140,5 +148,7 @@ static inline char *tp__ctx_sp(void)
 #endif
     return sp;
 }
+
+#endif /* !__ASSEMBLER__ */
 
 #endif

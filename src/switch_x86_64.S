@@ -38,6 +38,8 @@
  * a `ret` that matches no `call` would leave the CPU's return predictor off by one for
  * every return after it.
  */
+#include "ctx.h"
+
 #if defined(__x86_64__)
 
 #if defined(__CET__)
@@ -104,8 +106,8 @@ tp__ctx_switch:
 
 /* void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *))
  * Builds, just below the 16-byte aligned `top`, a context that continues in
- * tp__ctx_entry, which calls fn(arg) with the default MXCSR (0x1f80: all exceptions
- * masked, round to nearest) and x87 control word (0x037f), then done(result):
+ * tp__ctx_entry, which calls fn(arg) with the default MXCSR and x87 control word
+ * (ctx.h), then done(result):
  *
  *   top-8  done   top-16 fn   top-24 arg   top-32 MXCSR, x87 control word   top-40 resume
  *
@@ -120,8 +122,8 @@ tp__ctx_init:
     leaq    -40(%rdi), %rax
     leaq    tp__ctx_entry(%rip), %r8
     movq    %r8, (%rax)
-    movl    $0x1f80, 8(%rax)
-    movl    $0x037f, 12(%rax)
+    movl    $TP__CTX_MXCSR_DEFAULT, 8(%rax)
+    movl    $TP__CTX_FPCW_DEFAULT, 12(%rax)
     movq    %rdx, 16(%rax)
     movq    %rsi, 24(%rax)
     movq    %rcx, 32(%rax)
@@ -156,15 +158,15 @@ tp__ctx_fn_return:
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry
 
-/* The FP controls a task starts with (ctx.h's park loads them for a task that parked
-   with them): MXCSR, then x87 control word. */
+/* The FP controls a task starts with (tp__ctx_init above, and ctx.h's park loads them
+   for a task that parked with them): MXCSR, then x87 control word. */
     .section .rodata
     .p2align 3
     .globl  tp__ctx_fp_default
     .hidden tp__ctx_fp_default
     .type   tp__ctx_fp_default, @object
 tp__ctx_fp_default:
-    .long   0x1f80, 0x037f
+    .long   TP__CTX_MXCSR_DEFAULT, TP__CTX_FPCW_DEFAULT
     .size   tp__ctx_fp_default, 8
 
 #endif
