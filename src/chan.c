@@ -33,8 +33,9 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
         return NULL;
     }
     tp__spin_init(&ch->lock);
-    ch->closed = false;
-    ch->buffered = cap > 0;
+    tp__spin_init(&ch->busy);
+    atomic_init(&ch->bias, 0);
+    ch->flags = cap ? TP__CHAN_BUFFERED : 0;
     ch->esz = (uint32_t)esz;
     ch->sendq.head = ch->recvq.head = NULL;
     if (cap) {
@@ -64,16 +65,24 @@ static struct tp__wnode *registration(struct tp__wait *w)
 }
 
 /* A party that timed out withdraws its registration. */
+static void withdraw(tp_chan *ch, struct tp__wnode *n)
+{
+    tp__spin *held = tp__chan_lock(ch);
+    if (tp__wq_queued(n))
+        tp__wq_remove(n->q, n);
+    tp__spin_unlock(held);
+}
+
 void tp__chan_cancel_send(struct tp__wait *w)
 {
     struct tp__wnode *n = registration(w);
-    tp__wnode_withdraw(n, &CHAN_OF(n->q, sendq)->lock);
+    withdraw(CHAN_OF(n->q, sendq), n);
 }
 
 void tp__chan_cancel_recv(struct tp__wait *w)
 {
     struct tp__wnode *n = registration(w);
-    tp__wnode_withdraw(n, &CHAN_OF(n->q, recvq)->lock);
+    withdraw(CHAN_OF(n->q, recvq), n);
 }
 
 /* Fill in a wait and its one registration (n->val already set) and queue it on q. */
@@ -87,16 +96,19 @@ static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
 /* A task's side of blocking on q except the switch, out of line: the frame that
    switches (sp) stays in the task's saved segment for as long as it is parked, copied
    on every switch, so it should hold only what it needs after waking.  0 with the lock
-   released, or ENOMEM with nothing queued (and the lock released too). */
+   released, or ENOMEM with nothing queued (and the lock released too).  Which lock is
+   held (see tp__chan_held) is found here, not passed down: one argument more in the
+   frames that switch made send_wait's parked frame 16 bytes bigger. */
 static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue *q,
                                                   tp_task *self, int64_t deadline, char *sp,
                                                   void *dest)
 {
+    tp__spin *held = tp__chan_held(ch);
     enqueue(ch, q, &self->wait, &self->node, self);
     self->wait.dest = dest;
-    if (TP__UNLIKELY(tp__park_arm(self, &ch->lock, deadline, sp) < 0)) {
+    if (TP__UNLIKELY(tp__park_arm(self, held, deadline, sp) < 0)) {
         tp__wq_remove(q, &self->node);
-        tp__spin_unlock(&ch->lock);
+        tp__spin_unlock(held);
         return ENOMEM;
     }
     return 0;
@@ -133,7 +145,7 @@ static __attribute__((noinline)) int block_task_large(tp_chan *ch, struct tp__wq
     bool send = q == &ch->sendq;
     void *buf = tp__malloc(esz);
     if (TP__UNLIKELY(!buf)) {
-        tp__spin_unlock(&ch->lock);
+        tp__spin_unlock(tp__chan_held(ch));
         return ENOMEM;
     }
     if (send)
@@ -161,7 +173,7 @@ static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue
     else if (send)
         memcpy(&n.val, elem, esz);
     enqueue(ch, q, &w, &n, NULL);
-    int rc = tp__wait_block(&w, &ch->lock, deadline);
+    int rc = tp__wait_block(&w, &ch->lock, deadline); /* (threads never own a bias) */
     if (rc == 0 && carried && !send)
         memcpy(elem, &n.val, esz);
     return rc;
@@ -222,55 +234,94 @@ static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t 
 }
 
 /* After a try: unlock, wake whoever the operation completed, report. */
-static inline int finish(tp_chan *ch, struct tp__wnode *wake, int rc)
+static inline int finish(tp__spin *held, struct tp__wnode *wake, int rc)
 {
-    tp__spin_unlock(&ch->lock);
+    tp__spin_unlock(held);
     if (wake)
         tp__wait_complete(wake->w, 0);
     return rc ? fail(rc) : 0;
+}
+
+/* The rest of tp_chan_send/recv once the lock is held (or, _shared, taken here), out of
+   line and reached by tail calls, so that the commonest case of all -- a buffered
+   channel biased to the caller with room (or a value) in its ring and nobody waiting --
+   runs whole in tp_chan_send/recv without a call, saving no registers. */
+static __attribute__((noinline)) int send_locked(tp_chan *ch, tp__spin *held,
+                                                 const void *elem, int64_t deadline)
+{
+    struct tp__wnode *wake = NULL;
+    int rc = tp__chan_try_send(ch, elem, &wake);
+    if (rc != EAGAIN)
+        return finish(held, wake, rc);
+    if (deadline == 0)
+        return finish(held, NULL, ETIMEDOUT);
+    return send_wait(ch, elem, deadline); /* a tail call: this frame is gone */
+}
+
+static __attribute__((noinline)) int send_shared(tp_chan *ch, const void *elem,
+                                                 int64_t deadline)
+{
+    return send_locked(ch, tp__chan_lock_shared(ch), elem, deadline);
+}
+
+static __attribute__((noinline)) int recv_locked(tp_chan *ch, tp__spin *held, void *elem,
+                                                 int64_t deadline)
+{
+    struct tp__wnode *wake = NULL;
+    int rc = tp__chan_try_recv(ch, elem, &wake);
+    if (rc != EAGAIN)
+        return finish(held, wake, rc);
+    if (deadline == 0)
+        return finish(held, NULL, ETIMEDOUT);
+    return recv_wait(ch, elem, deadline); /* a tail call: this frame is gone */
+}
+
+static __attribute__((noinline)) int recv_shared(tp_chan *ch, void *elem, int64_t deadline)
+{
+    return recv_locked(ch, tp__chan_lock_shared(ch), elem, deadline);
 }
 
 int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
-    struct tp__wnode *wake = NULL;
-    tp__spin_lock(&ch->lock);
-    int rc = tp__chan_try_send(ch, elem, &wake);
-    if (rc != EAGAIN)
-        return finish(ch, wake, rc);
-    if (deadline == 0)
-        return finish(ch, NULL, ETIMEDOUT);
-    return send_wait(ch, elem, deadline); /* a tail call: this frame is gone */
+    if (!tp__chan_lock_biased(ch))
+        return send_shared(ch, elem, deadline);
+    /* flags: buffered and not closed */
+    if (ch->flags == TP__CHAN_BUFFERED && !ch->recvq.head && tp__chan_ring_put(ch, elem)) {
+        tp__spin_unlock(&ch->busy);
+        return 0;
+    }
+    return send_locked(ch, &ch->busy, elem, deadline);
 }
 
 int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
-    struct tp__wnode *wake = NULL;
-    tp__spin_lock(&ch->lock);
-    int rc = tp__chan_try_recv(ch, elem, &wake);
-    if (rc != EAGAIN)
-        return finish(ch, wake, rc);
-    if (deadline == 0)
-        return finish(ch, NULL, ETIMEDOUT);
-    return recv_wait(ch, elem, deadline); /* a tail call: this frame is gone */
+    if (!tp__chan_lock_biased(ch))
+        return recv_shared(ch, elem, deadline);
+    if ((ch->flags & TP__CHAN_BUFFERED) && tp__chan_ring(ch)->count && !ch->sendq.head) {
+        tp__chan_ring_take(ch, elem);
+        tp__spin_unlock(&ch->busy);
+        return 0;
+    }
+    return recv_locked(ch, &ch->busy, elem, deadline);
 }
 
 int tp_chan_close(tp_chan *ch)
 {
     if (TP__UNLIKELY(!ch))
         return fail(EINVAL);
-    tp__spin_lock(&ch->lock);
-    if (ch->closed) {
-        tp__spin_unlock(&ch->lock);
+    tp__spin *held = tp__chan_lock(ch);
+    if (ch->flags & TP__CHAN_CLOSED) {
+        tp__spin_unlock(held);
         return fail(EPIPE);
     }
-    ch->closed = true;
+    ch->flags |= TP__CHAN_CLOSED;
     struct tp__wnode *senders = tp__wq_claim_all(&ch->sendq);
     struct tp__wnode *receivers = tp__wq_claim_all(&ch->recvq);
-    tp__spin_unlock(&ch->lock);
+    tp__spin_unlock(held);
     tp__wq_complete_all(senders, EPIPE);
     tp__wq_complete_all(receivers, EPIPE);
     return 0;
@@ -280,9 +331,9 @@ int tp_chan_destroy(tp_chan *ch)
 {
     if (TP__UNLIKELY(!ch))
         return fail(EINVAL);
-    tp__spin_lock(&ch->lock);
+    tp__spin *held = tp__chan_lock(ch);
     bool busy = ch->sendq.head || ch->recvq.head;
-    tp__spin_unlock(&ch->lock);
+    tp__spin_unlock(held);
     if (busy)
         return fail(EBUSY);
     free(ch);

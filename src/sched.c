@@ -595,6 +595,7 @@ void *tp__worker_main(void *arg)
     struct tp__worker *w = arg;
     tp_pool *pool = w->pool;
     tp__self_worker = w;
+    tp__bias_worker_start();
     tp__altstack_setup(w);
     worker_init_sanitizers(w);
     for (;;) {
@@ -615,6 +616,7 @@ void *tp__worker_main(void *arg)
         atomic_store_explicit(&w->idle, 0, memory_order_relaxed);
     }
     tp__altstack_teardown(w);
+    tp__bias_worker_stop();
     tp__self_worker = NULL;
     return NULL;
 }

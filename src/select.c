@@ -148,13 +148,13 @@ static void sel_fini(struct sel *s)
 static void lock_all(struct sel *s)
 {
     for (size_t i = 0; i < s->nchans; i++)
-        tp__spin_lock(&s->chans[i]->lock);
+        tp__chan_lock(s->chans[i]);
 }
 
 static void unlock_all(struct sel *s)
 {
     for (size_t i = s->nchans; i-- > 0;)
-        tp__spin_unlock(&s->chans[i]->lock);
+        tp__spin_unlock(tp__chan_held(s->chans[i]));
 }
 
 /* Under all the locks: complete the first ready case of a random permutation (lazy
@@ -236,12 +236,12 @@ static int reg_withdraw(struct reg *r)
     int done = -1;
     for (size_t i = 0; i < r->n; i++) {
         struct reg_case *c = &r->c[i];
-        tp__spin_lock(&c->ch->lock);
+        tp__spin *held = tp__chan_lock(c->ch);
         if (tp__wq_queued(&c->node))
             tp__wq_remove(c->node.q, &c->node);
         else
             done = (int)i;
-        tp__spin_unlock(&c->ch->lock);
+        tp__spin_unlock(held);
     }
     return done;
 }

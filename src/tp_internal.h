@@ -399,6 +399,11 @@ struct tp_pool {
     atomic_int waiters;           /* threads in tp_pool_wait (changed under idle_mu) */
 };
 
+/* bias.c: a worker thread claims an id for biased channel locks (see chan.h) at its
+   start, and gives it back after its last channel operation. */
+void tp__bias_worker_start(void);
+void tp__bias_worker_stop(void);
+
 /* The worker the calling thread is, or NULL for a plain thread. */
 extern TP__TLS struct tp__worker *tp__self_worker;
 

@@ -512,6 +512,76 @@ START_TEST(test_threads_only)
 }
 END_TEST
 
+/* Biased locks (src/chan.h): a channel used only by one worker's task becomes biased to
+   that worker; a plain thread that then joins in revokes the bias while the task keeps
+   going.  Every value must arrive once and in order, through tp_chan_* and tp_select
+   alike, whatever the moment of the revocation. */
+extern atomic_ulong tp__bias_granted, tp__bias_revoked;
+bool tp__bias_enabled(void);
+
+#define BIAS_ROUNDS 40
+#define BIAS_SOLO 300  /* send + receive pairs alone: well past TP__BIAS_AFTER locks */
+#define BIAS_VALUES 3000
+
+static atomic_int bias_ready;
+
+static void *bias_owner(void *arg)
+{
+    tp_chan *ch = arg;
+    for (uint64_t i = 0; i < BIAS_SOLO; i++) { /* alone: the streak, then the bias */
+        uint64_t v = ~i;
+        if (tp_chan_send(ch, &i, -1) != 0)
+            return (void *)1;
+        tp_case c = {.ch = ch, .op = TP_RECV, .elem = &v};
+        if ((i % 2 ? tp_select(&c, 1, -1) : tp_chan_recv(ch, &v, -1)) != 0)
+            return (void *)2;
+        if (v != i)
+            return (void *)3;
+    }
+    uint64_t v; /* a deadline on a channel this worker owns: its own cancel path */
+    errno = 0;
+    if (tp_chan_recv(ch, &v, in_ms(1)) != -1 || errno != ETIMEDOUT)
+        return (void *)4;
+    atomic_store(&bias_ready, 1);
+    for (uint64_t i = 0; i < BIAS_VALUES; i++) {
+        tp_case c = {.ch = ch, .op = TP_SEND, .elem = &i};
+        if ((i % 2 ? tp_select(&c, 1, -1) : tp_chan_send(ch, &i, -1)) != 0)
+            return (void *)5;
+    }
+    return tp_chan_close(ch) == 0 ? NULL : (void *)6;
+}
+
+START_TEST(test_bias_revoked_under_traffic)
+{
+    unsigned long granted = atomic_load(&tp__bias_granted);
+    unsigned long revoked = atomic_load(&tp__bias_revoked);
+    tp_pool *p = test_pool(2);
+    for (int round = 0; round < BIAS_ROUNDS; round++) {
+        tp_chan *ch = tp_chan_create(sizeof(uint64_t), 4);
+        ck_assert_ptr_nonnull(ch);
+        atomic_store(&bias_ready, 0);
+        tp_task *t = tp_spawn(p, bias_owner, ch);
+        ck_assert_ptr_nonnull(t);
+        while (!atomic_load(&bias_ready))
+            sched_yield();
+        uint64_t v, expect = 0;
+        while (tp_chan_recv(ch, &v, -1) == 0) /* this thread revokes, mid-stream */
+            ck_assert_uint_eq(v, expect++);
+        ck_assert_int_eq(errno, EPIPE);
+        ck_assert_uint_eq(expect, BIAS_VALUES);
+        void *r = (void *)-1;
+        ck_assert_int_eq(tp_join(t, &r, -1), 0);
+        ck_assert_ptr_null(r);
+        ck_assert_int_eq(tp_chan_destroy(ch), 0);
+    }
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+    if (tp__bias_enabled()) { /* (not under ThreadSanitizer, or without membarrier) */
+        ck_assert_uint_ge(atomic_load(&tp__bias_granted) - granted, BIAS_ROUNDS);
+        ck_assert_uint_ge(atomic_load(&tp__bias_revoked) - revoked, BIAS_ROUNDS);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chan");
@@ -532,6 +602,7 @@ int main(void)
     tcase_add_test(stress, test_mpmc_unbuffered);
     tcase_add_test(stress, test_mpmc_buffered);
     tcase_add_test(stress, test_timeouts_lose_nothing);
+    tcase_add_test(stress, test_bias_revoked_under_traffic);
     suite_add_tcase(s, stress);
     return test_run(s);
 }
