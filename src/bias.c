@@ -84,11 +84,7 @@ void tp__chan_bias_revoke(tp_chan *ch)
         (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0 ||
          membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0))
         tp__panic(__FILE__, __LINE__, "membarrier failed while revoking a channel's bias");
-    for (unsigned i = 0; atomic_load_explicit(&ch->busy.v, memory_order_acquire); i++) {
-        if (i < 128)
-            tp__cpu_relax();
-        else
-            sched_yield(); /* the owner may have been preempted inside */
-    }
+    for (unsigned i = 0; atomic_load_explicit(&ch->busy.v, memory_order_acquire); i++)
+        tp__backoff(i); /* the owner may have been preempted inside */
     atomic_fetch_add_explicit(&tp__bias_revoked, 1, memory_order_relaxed);
 }

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,6 +91,16 @@ static inline void tp__cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ volatile("yield");
 #endif
+}
+
+/* The i-th round of waiting for another thread to let go: spin briefly, then yield the
+   CPU, because the holder may be a preempted plain thread. */
+static inline void tp__backoff(unsigned i)
+{
+    if (i < 128)
+        tp__cpu_relax();
+    else
+        sched_yield();
 }
 
 /* Single-writer statistics counter: only its worker writes it, anyone may read it. */

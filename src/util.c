@@ -33,10 +33,7 @@ void tp__spin_lock_slow(tp__spin *s)
         if (!atomic_load_explicit(&s->v, memory_order_relaxed) &&
             !atomic_exchange_explicit(&s->v, 1, memory_order_acquire))
             return;
-        if (i < 128)
-            tp__cpu_relax();
-        else
-            sched_yield(); /* the holder may be a preempted plain thread */
+        tp__backoff(i);
     }
 }
 
