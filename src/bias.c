@@ -28,7 +28,7 @@ static long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
 /* The expedited command must be registered once before use (Linux 4.14). */
 static void init(void)
 {
-    usable = !TP_TSAN && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    usable = TP__CHAN_BIAS && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
 bool tp__bias_enabled(void)
