@@ -86,11 +86,11 @@ void tp__chan_cancel_recv(struct tp__wait *w)
 }
 
 /* Fill in a wait and its one registration (n->val already set) and queue it on q. */
-static void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
-                    struct tp__wnode *n, tp_task *self)
+static inline void enqueue(tp_chan *ch, struct tp__wqueue *q, struct tp__wait *w,
+                           struct tp__wnode *n, tp_task *self, int64_t deadline)
 {
     tp__wait_enqueue(w, n, self, q,
-                     q == &ch->sendq ? TP__CANCEL_CHAN_SEND : TP__CANCEL_CHAN_RECV);
+                     q == &ch->sendq ? TP__CANCEL_CHAN_SEND : TP__CANCEL_CHAN_RECV, deadline);
 }
 
 /* A task's side of blocking on q except the switch, out of line: the frame that
@@ -104,7 +104,7 @@ static __attribute__((noinline)) int task_enqueue(tp_chan *ch, struct tp__wqueue
                                                   void *dest)
 {
     tp__spin *held = tp__chan_held(ch);
-    enqueue(ch, q, &self->wait, &self->node, self);
+    enqueue(ch, q, &self->wait, &self->node, self, deadline);
     self->wait.dest = dest;
     if (TP__UNLIKELY(tp__park_arm(self, held, deadline, sp) < 0)) {
         tp__wq_remove(q, &self->node);
@@ -172,7 +172,7 @@ static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue
         n.val = elem;
     else if (send)
         memcpy(&n.val, elem, esz);
-    enqueue(ch, q, &w, &n, NULL);
+    enqueue(ch, q, &w, &n, NULL, deadline);
     int rc = tp__wait_block(&w, &ch->lock, deadline); /* (threads never own a bias) */
     if (rc == 0 && carried && !send)
         memcpy(elem, &n.val, esz);

@@ -31,10 +31,11 @@ __attribute__((noinline)) int tp__park_reserve(tp_task *t)
 
 /* Fill w and n (the caller's registration, carrying val) and queue n on q. */
 static void queue_self(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
-                       struct tp__wqueue *q, enum tp__cancel cancel, void *val)
+                       struct tp__wqueue *q, enum tp__cancel cancel, void *val,
+                       int64_t deadline)
 {
     n->val = val;
-    tp__wait_enqueue(w, n, self, q, cancel);
+    tp__wait_enqueue(w, n, self, q, cancel, deadline);
 }
 
 /* A plain thread's registration lives in this frame: its stack stays put.  Kept out of
@@ -46,7 +47,7 @@ static __attribute__((noinline)) int block_thread(struct tp__wqueue *q, tp__spin
 {
     struct tp__wait w;
     struct tp__wnode n;
-    queue_self(&w, &n, NULL, q, cancel, val);
+    queue_self(&w, &n, NULL, q, cancel, val, deadline);
     return tp__wait_block(&w, lock, deadline); /* a thread cannot fail with ENOMEM */
 }
 
@@ -58,7 +59,7 @@ int tp__block_on(struct tp__wqueue *q, tp__spin *lock, enum tp__cancel cancel, v
         return block_thread(q, lock, cancel, val, deadline);
     /* A task's registration lives in its control block: its stack may be copied away
        while others look at the node. */
-    queue_self(&self->wait, &self->node, self, q, cancel, val);
+    queue_self(&self->wait, &self->node, self, q, cancel, val, deadline);
     int rc = tp__wait_block(&self->wait, lock, deadline);
     if (TP__UNLIKELY(rc == ENOMEM)) /* nothing parked; the lock is still ours */
         tp__wq_remove(q, &self->node);
@@ -207,7 +208,7 @@ static int cond_block(struct cond *c, struct mutex *m, struct tp__wait *w,
                       struct tp__wnode *n, tp_task *self, int64_t deadline)
 {
     tp__spin_lock(&c->lock);
-    queue_self(w, n, self, &c->waiters, TP__CANCEL_COND, NULL);
+    queue_self(w, n, self, &c->waiters, TP__CANCEL_COND, NULL, deadline);
     tp__spin_unlock(&c->lock);
     int released = release(m, identity(self));
     TP__ASSERT(released == 0); /* the caller checked that it holds m */

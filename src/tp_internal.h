@@ -133,9 +133,12 @@ tp__cancel_fn tp__chan_cancel_send, tp__chan_cancel_recv, tp__cond_cancel, tp__w
     tp__select_cancel, tp__join_cancel;
 
 /* Bits of tp__wait.state. */
-#define TP__WAIT_CLAIMED 1u /* someone has decided the outcome */
+#define TP__WAIT_CLAIMED 1u /* someone has decided the outcome (never set when SOLE) */
 #define TP__WAIT_WOKEN 2u   /* plain thread: the outcome is recorded (it sleeps on this word) */
 #define TP__WAIT_TASK 4u    /* set at init: the wait is a task's, tp_task.wait */
+#define TP__WAIT_SOLE 8u    /* set at enqueue when there is no deadline: only holders of
+                               the lock of the one queue it is on can complete it, so
+                               it is claimed without a CAS (see tp__wait_claim) */
 
 /* One blocked party.  A task's lives in its control block; a plain thread's on its own
    stack (a thread's stack does not move).  Registrations point here. */
@@ -179,8 +182,17 @@ static inline void tp__wait_init(struct tp__wait *w, tp_task *self)
 /* Decide the outcome; true for exactly one caller. */
 static inline bool tp__wait_claim(struct tp__wait *w)
 {
+    /* A wait with one registration and no deadline has no timer and no other object to
+       race with: its claimers all hold the lock of its queue, as we do, and whoever
+       claims it unqueues it under that lock, so while it is queued it is open and
+       nobody needs to be told that it is no longer.  That saves a locked
+       compare-and-swap on a line that is usually the waiter's and cold: a miss the
+       processor cannot overlap with anything. */
+    unsigned st = atomic_load_explicit(&w->state, memory_order_relaxed);
+    if (st & TP__WAIT_SOLE)
+        return true;
     /* The TASK bit never changes: this is "open -> claimed". */
-    unsigned open = atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK;
+    unsigned open = st & TP__WAIT_TASK;
     return atomic_compare_exchange_strong_explicit(&w->state, &open, open | TP__WAIT_CLAIMED,
                                                    memory_order_acq_rel, memory_order_acquire);
 }
@@ -221,11 +233,16 @@ static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)
 /* A party with one registration: initialise w (self: the task, NULL for a plain thread),
    link w and n, and queue n on q (lock held).  cancel (an enum tp__cancel; NONE
    without a deadline) withdraws n after a timeout; w->obj = n.  n->val is the caller's
-   to set. */
+   to set.  deadline is the party's (-1: none). */
 static inline void tp__wait_enqueue(struct tp__wait *w, struct tp__wnode *n, tp_task *self,
-                                    struct tp__wqueue *q, enum tp__cancel cancel)
+                                    struct tp__wqueue *q, enum tp__cancel cancel,
+                                    int64_t deadline)
 {
-    tp__wait_init(w, self);
+    /* Without a deadline no timer can complete w: only holders of q's lock can. */
+    atomic_store_explicit(&w->state,
+                          (self ? TP__WAIT_TASK : 0) | (deadline < 0 ? TP__WAIT_SOLE : 0),
+                          memory_order_relaxed);
+    w->status = 0;
     w->cancel = cancel;
     w->obj = n;
     n->w = w;
