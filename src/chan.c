@@ -281,7 +281,7 @@ static __attribute__((noinline)) int recv_shared(tp_chan *ch, void *elem, int64_
     return recv_locked(ch, tp__chan_lock_shared(ch), elem, deadline);
 }
 
-int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
+TP__HOT int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
@@ -295,7 +295,7 @@ int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
     return send_locked(ch, &ch->busy, elem, deadline);
 }
 
-int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
+TP__HOT int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
