@@ -23,6 +23,7 @@
 struct tp__rqlink {
     struct tp__rbnode *next;  /* the next entry of this level, NULL at the end */
     struct tp__rbnode *tail;  /* the level's newest entry (kept in the head only) */
+    const void *next_hint;    /* the hint pushed with `next` (see tp__rq_pop) */
 };
 
 struct tp__readyq {
@@ -53,15 +54,19 @@ static inline struct tp__rbnode *tp__rq_level(const struct tp__readyq *q, int pr
     return x;
 }
 
-/* Queue e (an rbtree node in no tree) at the end of its priority level. */
-static inline void tp__rq_push(struct tp__readyq *q, struct tp__rbnode *e, int prio)
+/* Queue e (an rbtree node in no tree) at the end of its priority level.  hint: memory
+   the caller will want soon after popping e, handed back by the pop before (tp__rq_pop). */
+static inline void tp__rq_push(struct tp__readyq *q, struct tp__rbnode *e, int prio,
+                               const void *hint)
 {
     struct tp__rbnode *head = tp__rq_level(q, prio);
     tp__rq_link(q, e)->next = NULL;
     q->n++;
     if (head) {
         struct tp__rqlink *hl = tp__rq_link(q, head);
-        tp__rq_link(q, hl->tail)->next = e;
+        struct tp__rqlink *tl = tp__rq_link(q, hl->tail);
+        tl->next = e;
+        tl->next_hint = hint;
         hl->tail = e;
         return;
     }
@@ -69,16 +74,20 @@ static inline void tp__rq_push(struct tp__readyq *q, struct tp__rbnode *e, int p
     tp__rb_insert(&q->levels, e, prio);
 }
 
-/* The first entry of the lowest level, removed (in no tree); NULL when empty. */
-static inline struct tp__rbnode *tp__rq_pop(struct tp__readyq *q)
+/* The first entry of the lowest level, removed (in no tree); NULL when empty.  *hint is
+   the hint pushed with the entry after it in its level, probably the next to be popped
+   (NULL if there is none): a moment to have that memory fetched. */
+static inline struct tp__rbnode *tp__rq_pop(struct tp__readyq *q, const void **hint)
 {
     struct tp__rbnode *head = q->levels.first;
+    *hint = NULL;
     if (!head)
         return NULL;
     struct tp__rqlink *hl = tp__rq_link(q, head);
     struct tp__rbnode *next = hl->next;
     q->n--;
     if (next) { /* the level goes on: its next entry takes the head's place in the tree */
+        *hint = hl->next_hint;
         tp__rq_link(q, next)->tail = hl->tail;
         tp__rb_replace(&q->levels, head, next);
     } else {

@@ -252,10 +252,30 @@ static tp_task *steal_fresh(struct tp__worker *v, int64_t now)
     return t;
 }
 
+/* The next task to run, and a head start on the memory the next ones will touch.  With
+   thousands of tasks ready (the prime sieve has such a wave) each is in memory nobody
+   has touched since it was queued, and its first steps waited on misses one after the
+   other: its saved stack, then the channel it waits on again.  So the ready queue
+   carries each task's save buffer as the hint of the entry before it, and the buffer of
+   the task after this one is fetched while this one runs; this one's last wait queue
+   (node.q, left intact by the queue links, and for a task that loops on a channel the
+   one it will lock next) is fetched while its stack is copied in.  Prefetches never
+   fault, so a stale node.q (a task whose last wait was something else, or a freed
+   channel) costs a useless fetch at most.  W4 t1 0.89, t2 0.90 with them. */
 static tp_task *ready_pop(struct tp__worker *w)
 {
-    struct tp__rbnode *n = tp__rq_pop(&w->ready);
-    return n ? TASK_OF_RQ(n) : NULL;
+    const void *hint;
+    struct tp__rbnode *n = tp__rq_pop(&w->ready, &hint);
+    if (hint) { /* three lines: all of a parked segment of up to 129 bytes, at any alignment */
+        __builtin_prefetch(hint);
+        __builtin_prefetch((const char *)hint + 64);
+        __builtin_prefetch((const char *)hint + 128);
+    }
+    if (!n)
+        return NULL;
+    tp_task *t = TASK_OF_RQ(n);
+    __builtin_prefetch(t->node.q);
+    return t;
 }
 
 /* ------------------------------------------------- finished, not yet released ---- */

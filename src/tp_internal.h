@@ -275,9 +275,10 @@ void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
  *    drain (which reads inbox_next before it queues the task);
  *  - `arg` is the argument until the task starts and its result once it has finished;
  *    the node, the inbox and the ready queue are used only in between.
- * They overlay node.next and node.prev (the "not queued" mark, which nobody reads once
- * the wait is complete) and leave alone node.val, which carries a received value to the
- * task until it resumes (see chan.c).  The wait record is not overlaid: wakers write its
+ * They overlay node.next, node.prev (the "not queued" mark, which nobody reads once the
+ * wait is complete) and node.w, and leave alone node.val, which carries a received value
+ * to the task until it resumes (see chan.c), and node.q, the queue of its last wait,
+ * which the scheduler prefetches when it picks the task (see ready_pop).  The wait record is not overlaid: wakers write its
  * status before the wake, and the task reads it after. */
 struct tp_task {
     /* --- what a waker on another thread touches, together (fewer cache lines to move
@@ -456,7 +457,7 @@ static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
 {
     if (tp__rb_linked(&t->rq))
         tp__rb_remove(&w->timers, &t->rq);
-    tp__rq_push(&w->ready, &t->rq, t->prio);
+    tp__rq_push(&w->ready, &t->rq, t->prio, t->sp ? t->save : NULL); /* (see ready_pop) */
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);

@@ -183,20 +183,31 @@ START_TEST(test_readyq_against_reference)
             x->prio = (int)(rnd() % 5) - 2;
             x->seq = seq++;
             x->queued = true;
-            tp__rq_push(&q, &x->node, x->prio);
+            tp__rq_push(&q, &x->node, x->prio, &x->seq); /* each item's hint: its seq */
         } else if (!push) {
             struct rqitem *want = rq_expected(it, N);
-            struct tp__rbnode *got = tp__rq_pop(&q);
+            const void *hint;
+            struct tp__rbnode *got = tp__rq_pop(&q, &hint);
             ck_assert_ptr_eq(got, want ? &want->node : NULL);
             if (want) {
                 want->queued = false;
                 ck_assert(!tp__rb_linked(got));
+                /* the hint is that of the popped item's successor in its level */
+                struct rqitem *succ = NULL;
+                for (unsigned i = 0; i < N; i++)
+                    if (it[i].queued && it[i].prio == want->prio &&
+                        (!succ || it[i].seq < succ->seq))
+                        succ = &it[i];
+                ck_assert_ptr_eq(hint, succ ? &succ->seq : NULL);
+            } else {
+                ck_assert_ptr_null(hint);
             }
         }
         if (round % 53 == 0)
             rq_check(&q, it, N);
     }
-    while (tp__rq_pop(&q))
+    const void *hint;
+    while (tp__rq_pop(&q, &hint))
         ;
     ck_assert_uint_eq(q.n, 0);
     ck_assert_ptr_null(q.levels.root);
