@@ -246,10 +246,24 @@ static inline int finish(tp__spin *held, struct tp__wnode *wake, int rc)
    line and reached by tail calls, so that the commonest case of all -- a buffered
    channel biased to the caller with room (or a value) in its ring and nobody waiting --
    runs whole in tp_chan_send/recv without a call, saving no registers. */
+/* A channel biased to us has only this worker's tasks for parties: a waiter about to
+   be completed is one, and its wake-up reads the rest of its control block.  Fetch
+   that alongside the node's line rather than after it.  (Not for a shared channel:
+   lines of a task on another CPU, fetched early, only bounce once more.) */
+static inline void prefetch_waiter(tp_chan *ch, tp__spin *held, struct tp__wqueue *q)
+{
+    struct tp__wnode *n = q->head;
+    if (held == &ch->busy && n) {
+        __builtin_prefetch((char *)n + 64);
+        __builtin_prefetch((char *)n + 128);
+    }
+}
+
 static __attribute__((noinline)) int send_locked(tp_chan *ch, tp__spin *held,
                                                  const void *elem, int64_t deadline)
 {
     struct tp__wnode *wake = NULL;
+    prefetch_waiter(ch, held, &ch->recvq);
     int rc = tp__chan_try_send(ch, elem, &wake);
     if (rc != EAGAIN)
         return finish(held, wake, rc);
@@ -268,6 +282,7 @@ static __attribute__((noinline)) int recv_locked(tp_chan *ch, tp__spin *held, vo
                                                  int64_t deadline)
 {
     struct tp__wnode *wake = NULL;
+    prefetch_waiter(ch, held, &ch->sendq);
     int rc = tp__chan_try_recv(ch, elem, &wake);
     if (rc != EAGAIN)
         return finish(held, wake, rc);
