@@ -79,11 +79,24 @@ static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
 #else
 #define TP__CTX_CLOBBER_AVX512
 #endif
+/* Put the calling thread's FP controls to the defaults: a worker does, before its
+   scheduler runs, so that the scheduler -- the only context that continues a parked
+   task -- always runs with them (its tp__ctx_switch restores them on every return to
+   it, whatever the task before left).  A pool's creator may have had others, which its
+   workers would inherit. */
+static inline void tp__ctx_fp_set_default(void)
+{
+    __asm__ volatile("ldmxcsr %0\n\t"
+                     "fldcw %1"
+                     :
+                     : "m"(tp__ctx_fp_default[0]), "m"(tp__ctx_fp_default[1]));
+}
 /* Either shape has the resume address at the saved stack pointer:
  *   default FP controls:  sp+8 %rbp                      sp+0 resume at 1
  *   others:               sp+16 %rbp  sp+8 MXCSR, x87 CW  sp+0 resume at 2
- * The first, on its way back, loads the defaults (the scheduler may run with anything:
- * it inherited the controls of whoever created the pool); the second, its own. */
+ * The first comes back with the scheduler's controls, which are the defaults (see
+ * tp__ctx_fp_set_default): loading them again cost an ldmxcsr and an fldcw, both slow,
+ * on every resume.  The second loads its own. */
 static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
                                                                 void *new_sp, bool keep_fp)
 {
@@ -108,8 +121,6 @@ static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
                      "addq $8, %%rsp\n\t"
                      "jmp 4f\n"
                      "1:\n\t" TP__CTX_LANDING
-                     "ldmxcsr tp__ctx_fp_default(%%rip)\n\t"
-                     "fldcw tp__ctx_fp_default+4(%%rip)\n"
                      "4:\n\t"
                      "popq %%rbp"
                      : "+D"(save_sp), "+S"(new_sp), "+a"(rax)
@@ -126,6 +137,7 @@ static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
 #define TP__CTX_TOP 0 /* the task function's return address is in x30, saved in its frame */
 /* The switch keeps FPCR in its frame (see switch_aarch64.S) whatever its value. */
 static inline bool tp__ctx_fp_is_default(void) { return true; }
+static inline void tp__ctx_fp_set_default(void) {}
 #define TP__CTX_PARK_FRAME(keep_fp) ((void)(keep_fp), 176u) /* tp__ctx_switch's frame */
 static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
                                                                 void *new_sp, bool keep_fp)

@@ -615,6 +615,7 @@ void *tp__worker_main(void *arg)
     struct tp__worker *w = arg;
     tp_pool *pool = w->pool;
     tp__self_worker = w;
+    tp__ctx_fp_set_default(); /* what the scheduler must run with: see ctx.h */
     tp__bias_worker_start();
     tp__altstack_setup(w);
     worker_init_sanitizers(w);

@@ -208,8 +208,9 @@ static const char *const reg_name[NREG] = {"rbx", "rbp", "r12", "r13",
    are controls: DAZ, exception masks, rounding, flush-to-zero.  x87 CW: rounding and
    precision control, exception masks (bit 6 reads as 1).  Every third round task 1
    runs with the default controls (and the inexact flag raised), which a park keeps in
-   a shorter frame and restores from the defaults, not from the frame: it must still
-   get them back after task 0's and the scheduler's other values. */
+   a shorter frame and does not restore at all (the scheduler resuming it runs with
+   them): it must still get them back after task 0's other values, on a worker created
+   by a thread with non-default ones (see main). */
 static uint64_t fp_pattern(int who, uint64_t round, int slot)
 {
     if (who == 1 && round % 3 == 2)
