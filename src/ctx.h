@@ -79,11 +79,12 @@ static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
 #else
 #define TP__CTX_CLOBBER_AVX512
 #endif
-/* Put the calling thread's FP controls to the defaults: a worker does, before its
-   scheduler runs, so that the scheduler -- the only context that continues a parked
-   task -- always runs with them (its tp__ctx_switch restores them on every return to
-   it, whatever the task before left).  A pool's creator may have had others, which its
-   workers would inherit. */
+/* Put the calling thread's FP controls to the defaults.  The scheduler -- the only
+   context that continues a task -- always runs with them, so that a task that parked
+   with them, or a new one, needs to load nothing: a worker sets them before its
+   scheduler first runs (its creator may have had others, which it inherits), the
+   scheduler again after a task that parked with others (w->park_fp), and a finishing
+   task that has others before it leaves (sched.c).  tp__ctx_switch then keeps none. */
 static inline void tp__ctx_fp_set_default(void)
 {
     __asm__ volatile("ldmxcsr %0\n\t"
@@ -96,7 +97,8 @@ static inline void tp__ctx_fp_set_default(void)
  *   others:               sp+16 %rbp  sp+8 MXCSR, x87 CW  sp+0 resume at 2
  * The first comes back with the scheduler's controls, which are the defaults (see
  * tp__ctx_fp_set_default): loading them again cost an ldmxcsr and an fldcw, both slow,
- * on every resume.  The second loads its own. */
+ * on every resume.  The second loads its own (and the scheduler, seeing park_fp, puts
+ * the defaults back after it parks again). */
 static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
                                                                 void *new_sp, bool keep_fp)
 {

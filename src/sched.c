@@ -489,6 +489,8 @@ static void run(struct tp__worker *w, tp_task *t)
     san_enter_task(w, t);
     tp__ctx_switch(&w->sched_sp, t->sp);
     san_back_in_sched(w);
+    if (TP__UNLIKELY(w->park_fp)) /* t parked with FP controls of its own: see ctx.h */
+        tp__ctx_fp_set_default();
     w->current = NULL;
     tp__count(&w->st_switches, 1);
     if (w->why == TP__SW_YIELD) {
@@ -529,6 +531,8 @@ void tp__exit_task(tp_task *t)
 {
     struct tp__worker *w = t->worker;
     w->why = TP__SW_EXIT;
+    if (!tp__ctx_fp_is_default()) /* what the scheduler runs with: see ctx.h */
+        tp__ctx_fp_set_default();
     san_leave_task(w, t, true);
     tp__ctx_switch(&w->dead_sp, w->sched_sp);
     tp__panic(__FILE__, __LINE__, "a finished task was resumed");

@@ -18,19 +18,22 @@
  * continues the other with %rdi still holding its own save_sp argument, which the
  * continued side returns: that is how a resumed task finds its worker (ctx.h).
  *
- * tp__ctx_switch's frame, below the caller's stack pointer (72 bytes):
+ * tp__ctx_switch's frame, below the caller's stack pointer (64 bytes):
  *
- *   sp+64  return address      pushed by the `call` into tp__ctx_switch
- *   sp+56  %rbp                callee-saved (frame pointer when one is used)
- *   sp+48  %rbx                callee-saved
- *   sp+40  %r12
- *   sp+32  %r13
- *   sp+24  %r14
- *   sp+16  %r15
- *   sp+12  x87 control word    callee-saved per the ABI (rounding, precision)
- *   sp+8   MXCSR               control bits are callee-saved per the ABI (SSE rounding,
- *                              flush-to-zero); the status flags ride along harmlessly
+ *   sp+56  return address      pushed by the `call` into tp__ctx_switch
+ *   sp+48  %rbp                callee-saved (frame pointer when one is used)
+ *   sp+40  %rbx                callee-saved
+ *   sp+32  %r12
+ *   sp+24  %r13
+ *   sp+16  %r14
+ *   sp+8   %r15
  *   sp+0   resume address      .Lresume below
+ *
+ * The FP controls (MXCSR's control bits, the x87 control word) are callee-saved too,
+ * but only the scheduler and a finishing task call this routine, and the scheduler
+ * keeps the defaults instead of saving them: a worker sets them before its scheduler
+ * first runs, and puts them back whenever a task leaves it others (sched.c).  The tasks
+ * it continues expect exactly that (ctx.h), and a finishing task's are dead.
  *
  * Caller-saved registers (%rax, %rcx, %rdx, %rsi, %rdi, %r8-%r11, all vector
  * registers) are dead across a call, so they are not saved.  The direction flag is clear
@@ -70,23 +73,15 @@ tp__ctx_switch:
     .cfi_adjust_cfa_offset 8
     pushq   %r15
     .cfi_adjust_cfa_offset 8
-    subq    $8, %rsp
-    .cfi_adjust_cfa_offset 8
-    stmxcsr (%rsp)
-    fnstcw  4(%rsp)
     leaq    .Lresume(%rip), %rax
     pushq   %rax
     movq    %rsp, (%rdi)        /* the old context is complete */
     movq    %rsi, %rsp          /* now on the new context's stack */
     popq    %rax
     jmpq    *%rax
-.Lresume:                       /* here with %rsp at the MXCSR slot */
-    .cfi_def_cfa_offset 64
+.Lresume:                       /* here with %rsp at the %r15 slot */
+    .cfi_def_cfa_offset 56
     LANDING
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-    addq    $8, %rsp
-    .cfi_adjust_cfa_offset -8
     popq    %r15
     .cfi_adjust_cfa_offset -8
     popq    %r14
@@ -106,10 +101,12 @@ tp__ctx_switch:
 
 /* void *tp__ctx_init(void *top, void *(*fn)(void *), void *arg, void (*done)(void *))
  * Builds, just below the 16-byte aligned `top`, a context that continues in
- * tp__ctx_entry, which calls fn(arg) with the default MXCSR and x87 control word
- * (ctx.h), then done(result):
+ * tp__ctx_entry, which calls fn(arg), then done(result):
  *
- *   top-8  done   top-16 fn   top-24 arg   top-32 MXCSR, x87 control word   top-40 resume
+ *   top-8  done   top-16 fn   top-24 arg   top-32 (unused)   top-40 resume
+ *
+ * The task starts with the FP controls of the scheduler that continues it, which are
+ * the defaults (see tp__ctx_switch).  The unused word keeps fn's call 16-byte aligned.
  *
  * Returns that context's stack pointer, top-40. */
     .globl  tp__ctx_init
@@ -122,8 +119,6 @@ tp__ctx_init:
     leaq    -40(%rdi), %rax
     leaq    tp__ctx_entry(%rip), %r8
     movq    %r8, (%rax)
-    movl    $TP__CTX_MXCSR_DEFAULT, 8(%rax)
-    movl    $TP__CTX_FPCW_DEFAULT, 12(%rax)
     movq    %rdx, 16(%rax)
     movq    %rsi, 24(%rax)
     movq    %rcx, 32(%rax)
@@ -141,8 +136,6 @@ tp__ctx_entry:
     .cfi_startproc
     .cfi_undefined rip          /* outermost frame: debuggers stop unwinding here */
     LANDING
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
     movq    8(%rsp), %rdi
     movq    16(%rsp), %rax
     movq    24(%rsp), %rbx
@@ -158,8 +151,8 @@ tp__ctx_fn_return:
     .cfi_endproc
     .size   tp__ctx_entry, .-tp__ctx_entry
 
-/* The FP controls a task starts with (tp__ctx_init above, and ctx.h's park loads them
-   for a task that parked with them): MXCSR, then x87 control word. */
+/* The FP controls a task starts with and the scheduler runs with (ctx.h): MXCSR, then
+   x87 control word. */
     .section .rodata
     .p2align 3
     .globl  tp__ctx_fp_default

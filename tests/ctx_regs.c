@@ -14,10 +14,11 @@
  *     them for one task, 1..16, varying, for the other), each frame holding a pointer to
  *     itself, a pointer to its parent's frame and a filled buffer, all checked after the
  *     park: the copied segment must come back byte for byte, at the same addresses.
- *  3. A fresh task.  With the workers' own threads running a non-default FP control
- *     state, a new task must still start with the defaults (tp__ctx_init sets them),
- *     on a 16-byte aligned stack, and DWARF unwinding from it must end cleanly at the
- *     entry trampoline (its CFI marks the return address undefined).
+ *  3. A fresh task.  With the workers' own threads created under a non-default FP
+ *     control state, a new task must still start with the defaults, on a 16-byte
+ *     aligned stack, and DWARF unwinding from it must end cleanly at the entry
+ *     trampoline (its CFI marks the return address undefined).
+ *  4. The same after a task that finished with non-default FP controls.
  */
 #include "config.h"
 
@@ -430,6 +431,17 @@ static void *fresh_task(void *arg)
     return NULL;
 }
 
+static void *finish_nondefault(void *arg)
+{
+    (void)arg;
+    /* A park with the defaults first, so that nothing left from the parks of parts 1-2
+       (with other controls) makes the worker reset them anyway. */
+    if (tp_sleep(tp_now() + 1) < 0)
+        perror("ctx_regs: tp_sleep");
+    fp_set_nondefault();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -467,6 +479,19 @@ int main(int argc, char **argv)
     tp_task *tf = tp_spawn(pool, fresh_task, NULL);
     if (!tf || tp_join(tf, NULL, -1) < 0) {
         perror("ctx_regs: fresh task");
+        return 1;
+    }
+    for (int i = 0; i < FP_NSLOTS && fp_checked; i++)
+        if (fresh.fp[i] != fp_default[i])
+            fail_fresh(reg_name[fp_slots[i]], fp_default[i], fresh.fp[i]);
+
+    /* 4: a task that finishes with other FP controls must not hand them on to the next
+       one its worker starts. */
+    memset(&fresh, 0, sizeof fresh);
+    tp_task *tn = tp_spawn(pool, finish_nondefault, NULL);
+    tf = tn && tp_join(tn, NULL, -1) == 0 ? tp_spawn(pool, fresh_task, NULL) : NULL;
+    if (!tf || tp_join(tf, NULL, -1) < 0) {
+        perror("ctx_regs: task after a non-default finish");
         return 1;
     }
     for (int i = 0; i < FP_NSLOTS && fp_checked; i++)
