@@ -89,6 +89,29 @@ void tp__stack_destroy(struct tp__worker *w)
    task (TP__CTX_TOP, ctx.h), which restore() writes back instead. */
 static inline char *seg_hi(const struct tp__worker *w) { return w->stack_hi - TP__CTX_TOP; }
 
+/* Copy in.  The resumed task pops its registers and return addresses from the lowest
+   of these bytes a few instructions later, and a load can take its value from a store
+   still in flight only if one store contains it: after memcpy's 32- and 64-byte vector
+   stores the 8-byte pops waited for the stores to reach the cache.  So the bottom
+   TP__COPY_NEAR bytes go last, in 16-byte moves (W4 0.94, t2 0.90); the rest, which
+   the task reads only after returning that far, goes first, by memcpy (fastest for
+   kilobytes: a deep segment, W6, took 1.27x as long in 16-byte moves).  len is a
+   multiple of 8, as every stack pointer is. */
+#define TP__COPY_NEAR 128
+static inline void copy_in(char *dst, const char *src, size_t len)
+{
+    size_t near = len;
+    if (len > 2 * TP__COPY_NEAR) {
+        near = TP__COPY_NEAR;
+        memcpy(dst + near, src + near, len - near);
+    }
+    size_t i = 0;
+    for (; i + 16 <= near; i += 16)
+        memcpy(dst + i, src + i, 16);
+    if (i < near)
+        memcpy(dst + i, src + i, 8);
+}
+
 /* Called by the running task just before it parks, with its current stack pointer:
    makes sure its save buffer can hold the segment, so the later copy-out (done lazily by
    the scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is
@@ -151,7 +174,8 @@ void tp__stack_restore(struct tp__worker *w, tp_task *t)
        inaccessible; these bytes are about to become the resumed task's frames. */
     VALGRIND_MAKE_MEM_UNDEFINED(t->sp, len + TP__CTX_TOP);
 #endif
-    memcpy(t->sp, t->save, len);
+    TP__ASSERT(len % 8 == 0);
+    copy_in(t->sp, t->save, len);
 #if TP__CTX_TOP
     /* Since it was saved, tasks that started or finished here wrote other values there. */
     const void *ret = tp__ctx_fn_return;
