@@ -487,7 +487,7 @@ static void run(struct tp__worker *w, tp_task *t)
     }
     w->current = t;
     san_enter_task(w, t);
-    tp__ctx_switch(&w->sched_sp, t->sp);
+    tp__ctx_resume(&w->sched_sp, t->sp);
     san_back_in_sched(w);
     if (TP__UNLIKELY(w->park_fp)) /* t parked with FP controls of its own: see ctx.h */
         tp__ctx_fp_set_default();
