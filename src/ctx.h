@@ -91,8 +91,8 @@ static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
    context that continues a task -- always runs with them, so that a task that parked
    with them, or a new one, needs to load nothing: a worker sets them before its
    scheduler first runs (its creator may have had others, which it inherits), the
-   scheduler again after a task that parked with others (w->park_fp), and a finishing
-   task that has others before it leaves (sched.c).  tp__ctx_switch then keeps none. */
+   scheduler again after a task that parked with others (w->park_fp) or finished with
+   them (sched.c).  tp__ctx_switch then keeps none. */
 static inline void tp__ctx_fp_set_default(void)
 {
     __asm__ volatile("ldmxcsr %0\n\t"

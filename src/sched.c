@@ -496,6 +496,11 @@ static void run(struct tp__worker *w, tp_task *t)
     if (w->why == TP__SW_YIELD) {
         tp__ready_local(w, t);
     } else if (w->why == TP__SW_EXIT) {
+        /* It may have finished with FP controls of its own (see ctx.h).  Tested here,
+           not before it switched: a local there would stay poisoned under ASan on a
+           stack that is never unwound. */
+        if (!tp__ctx_fp_is_default())
+            tp__ctx_fp_set_default();
         w->owner = NULL; /* its frames are dead: nothing to copy out */
         tp__task_finish(w, t);
     }
@@ -531,8 +536,6 @@ void tp__exit_task(tp_task *t)
 {
     struct tp__worker *w = t->worker;
     w->why = TP__SW_EXIT;
-    if (!tp__ctx_fp_is_default()) /* what the scheduler runs with: see ctx.h */
-        tp__ctx_fp_set_default();
     san_leave_task(w, t, true);
     tp__ctx_switch(&w->dead_sp, w->sched_sp);
     tp__panic(__FILE__, __LINE__, "a finished task was resumed");

@@ -5,18 +5,21 @@
  * below that address on the stack being left, put there by the code that switched out,
  * so it travels with the task's live segment when that segment is copied out and back.
  *
- * There are two ways out of a context.  The scheduler (and a finishing task) calls
- * tp__ctx_switch below, which pushes all six callee-saved registers like any switch
- * routine.  A task on its way to park switches with the inline sequence in ctx.h
- * instead, which tells the compiler that every register but %rsp and %rbp is destroyed:
- * the compiler then keeps in the blocking function's own frame only the values it still
- * needs, instead of the switch pushing six registers the function's prologue has
- * typically just pushed (for its caller) as well.  That takes 40 bytes off every parked
- * task's saved segment and off every copy, and the sequence keeps the FP control words
- * only when they are not the defaults (8 more).  Both leave the same shape at the saved
- * stack pointer, a resume address, so either side can continue the other.  Either
- * continues the other with %rdi still holding its own save_sp argument, which the
- * continued side returns: that is how a resumed task finds its worker (ctx.h).
+ * There are three ways out of a context, all leaving the same shape at the saved stack
+ * pointer, a resume address, so any can continue any other; each continues the other
+ * with %rdi still holding its own save_sp argument, which the continued side returns:
+ * that is how a resumed task finds its worker (ctx.h).
+ *  - A task on its way to park switches with an inline sequence (ctx.h, tp__ctx_park)
+ *    that tells the compiler every register but %rsp and %rbp is destroyed: the
+ *    compiler then keeps in the blocking function's own frame only the values it still
+ *    needs, instead of a switch routine pushing six registers the function's prologue
+ *    has typically just pushed (for its caller) as well.  That takes 40 bytes off every
+ *    parked task's saved segment and off every copy; the FP control words are kept
+ *    only when they are not the defaults (8 more).
+ *  - The scheduler switches into a task with another inline sequence (tp__ctx_resume),
+ *    without a call, for the CPU's return predictor: see ctx.h.
+ *  - A finishing task calls tp__ctx_switch below, which pushes the six callee-saved
+ *    registers like any switch routine (its context is never continued).
  *
  * tp__ctx_switch's frame, below the caller's stack pointer (64 bytes):
  *
@@ -30,22 +33,21 @@
  *   sp+0   resume address      .Lresume below
  *
  * The FP controls (MXCSR's control bits, the x87 control word) are callee-saved too,
- * but only the scheduler and a finishing task call this routine, and the scheduler
- * keeps the defaults instead of saving them: a worker sets them before its scheduler
- * first runs, and puts them back whenever a task leaves it others (sched.c).  The tasks
- * it continues expect exactly that (ctx.h), and a finishing task's are dead.
+ * but the scheduler, which this routine would return to, keeps the defaults instead of
+ * saving them: a worker sets them before its scheduler first runs, and puts them back
+ * whenever a task leaves it others (sched.c).  The tasks it continues expect exactly
+ * that (ctx.h).
  *
  * Caller-saved registers (%rax, %rcx, %rdx, %rsi, %rdi, %r8-%r11, all vector
  * registers) are dead across a call, so they are not saved.  The direction flag is clear
  * at every call by the ABI.  The jump into a context is an indirect `jmp`, not a `ret`:
  * a `ret` that matches no `call` would leave the CPU's return predictor off by one for
  * every return after it.  And tp__ctx_switch returns with a jump as well: its `call`
- * was made in another context, and the return predictor's top entry, when the
- * scheduler comes back, is the parked task's own return instead, so a `ret` was
- * mispredicted on every switch (about 15-20 cycles); the jump's target, always the
- * same call site in the scheduler, the branch predictor gets right.  That took W2's
- * round trip from 129 to 103 ns and W4's time down by 18 %.  (`notrack`: with
- * indirect-branch tracking the target is a return address, not a landing pad.)
+ * was made in another context, and whoever continues it comes from a third, so the
+ * return predictor's top entry would be that one's, and a `ret` mispredicted (about
+ * 15-20 cycles; when the scheduler still switched with this routine, that was on every
+ * switch: W2 129 -> 103 ns with the jump).  (`notrack`: with indirect-branch tracking
+ * the target is a return address, not a landing pad.)
  */
 #include "ctx.h"
 
