@@ -178,12 +178,16 @@ struct tp__wqueue {
     struct tp__wnode *head;
 };
 
-static inline void tp__wait_init(struct tp__wait *w, tp_task *self)
+static inline void tp__wait_init_as(struct tp__wait *w, tp_task *self, unsigned bits)
 {
-    atomic_store_explicit(&w->state, self ? TP__WAIT_TASK : 0, memory_order_relaxed);
+    atomic_store_explicit(&w->state, (self ? TP__WAIT_TASK : 0) | bits, memory_order_relaxed);
     w->status = 0;
     w->cancel = TP__CANCEL_NONE;
     w->obj = NULL;
+}
+static inline void tp__wait_init(struct tp__wait *w, tp_task *self)
+{
+    tp__wait_init_as(w, self, 0);
 }
 /* Decide the outcome; true for exactly one caller. */
 static inline bool tp__wait_claim(struct tp__wait *w)
@@ -245,10 +249,7 @@ static inline void tp__wait_enqueue(struct tp__wait *w, struct tp__wnode *n, tp_
                                     int64_t deadline)
 {
     /* Without a deadline no timer can complete w: only holders of q's lock can. */
-    atomic_store_explicit(&w->state,
-                          (self ? TP__WAIT_TASK : 0) | (deadline < 0 ? TP__WAIT_SOLE : 0),
-                          memory_order_relaxed);
-    w->status = 0;
+    tp__wait_init_as(w, self, deadline < 0 ? TP__WAIT_SOLE : 0);
     w->cancel = cancel;
     w->obj = n;
     n->w = w;
@@ -278,8 +279,9 @@ void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
  * They overlay node.next, node.prev (the "not queued" mark, which nobody reads once the
  * wait is complete) and node.w, and leave alone node.val, which carries a received value
  * to the task until it resumes (see chan.c), and node.q, the queue of its last wait,
- * which the scheduler prefetches when it picks the task (see ready_pop).  The wait record is not overlaid: wakers write its
- * status before the wake, and the task reads it after. */
+ * which the scheduler prefetches when it picks the task (see ready_pop).  The wait
+ * record is not overlaid: wakers write its status before the wake, and the task reads
+ * it after. */
 struct tp_task {
     /* --- what a waker on another thread touches, together (fewer cache lines to move
        between CPUs per wake-up): the registration, the wait and the worker --- */
