@@ -65,24 +65,16 @@ static struct tp__wnode *registration(struct tp__wait *w)
 }
 
 /* A party that timed out withdraws its registration. */
-static void withdraw(tp_chan *ch, struct tp__wnode *n)
-{
-    tp__spin *held = tp__chan_lock(ch);
-    if (tp__wq_queued(n))
-        tp__wq_remove(n->q, n);
-    tp__spin_unlock(held);
-}
-
 void tp__chan_cancel_send(struct tp__wait *w)
 {
     struct tp__wnode *n = registration(w);
-    withdraw(CHAN_OF(n->q, sendq), n);
+    tp__chan_withdraw(CHAN_OF(n->q, sendq), n);
 }
 
 void tp__chan_cancel_recv(struct tp__wait *w)
 {
     struct tp__wnode *n = registration(w);
-    withdraw(CHAN_OF(n->q, recvq), n);
+    tp__chan_withdraw(CHAN_OF(n->q, recvq), n);
 }
 
 /* Fill in a wait and its one registration (n->val already set) and queue it on q. */

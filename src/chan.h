@@ -151,6 +151,18 @@ static inline tp__spin *tp__chan_held(tp_chan *ch)
     return &ch->lock;
 }
 
+/* Take registration n (on one of ch's queues) off its queue unless its completer
+   already has: false if it had (a timed-out party, or a select case, uses that). */
+static inline bool tp__chan_withdraw(tp_chan *ch, struct tp__wnode *n)
+{
+    tp__spin *held = tp__chan_lock(ch);
+    bool queued = tp__wq_queued(n);
+    if (queued)
+        tp__wq_remove(n->q, n);
+    tp__spin_unlock(held);
+    return queued;
+}
+
 /* The i-th buffered element (0 = oldest) of ring r, elements of esz bytes. */
 static inline char *tp__chan_slot(struct tp__chan_ring *r, uint32_t esz, uint32_t i)
 {
@@ -187,7 +199,8 @@ static inline void tp__chan_copy(void *dst, const void *src, uint32_t esz)
     }
 }
 
-/* Append a copy of elem to ch's ring, if it has room.  Lock held, ch buffered. */
+/* Append a copy of elem to ch's ring, if it has room.  ch locked (tp__chan_lock),
+   buffered. */
 static inline bool tp__chan_ring_put(tp_chan *ch, const void *elem)
 {
     struct tp__chan_ring *ring = tp__chan_ring(ch);
@@ -207,8 +220,8 @@ static inline void tp__chan_ring_take(tp_chan *ch, void *elem)
     ring->count--;
 }
 
-/* The channel rules, once, for tp_chan_send/recv and tp_select.  Called with ch->lock
-   held; return 0 (done), EPIPE (closed) or EAGAIN (would block: nothing changed).  A
+/* The channel rules, once, for tp_chan_send/recv and tp_select.  Called with ch locked
+   (tp__chan_lock); return 0 (done), EPIPE (closed) or EAGAIN (would block: nothing changed).  A
    party that must be woken is left in *wake, to be completed after unlocking. */
 static inline int tp__chan_try_send(tp_chan *ch, const void *elem, struct tp__wnode **wake)
 {

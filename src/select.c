@@ -236,12 +236,8 @@ static int reg_withdraw(struct reg *r)
     int done = -1;
     for (size_t i = 0; i < r->n; i++) {
         struct reg_case *c = &r->c[i];
-        tp__spin *held = tp__chan_lock(c->ch);
-        if (tp__wq_queued(&c->node))
-            tp__wq_remove(c->node.q, &c->node);
-        else
+        if (!tp__chan_withdraw(c->ch, &c->node))
             done = (int)i;
-        tp__spin_unlock(held);
     }
     return done;
 }
