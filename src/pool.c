@@ -14,7 +14,7 @@
 static int worker_init(tp_pool *pool, struct tp__worker *w, unsigned index)
 {
     tp__spin_init(&w->lock);
-    tp__rq_init(&w->ready, offsetof(struct tp_task, rql) - offsetof(struct tp_task, rq));
+    tp__rq_init(&w->ready, w->rq_levels);
     tp__rb_init(&w->timers);
     w->pool = pool;
     w->index = index;

@@ -201,16 +201,3 @@ void tp__rb_remove_slow(tree *t, node *z)
         remove_fixup(t, x, xp);
     z->pc = TP__RB_UNLINKED;
 }
-
-void tp__rb_replace(tree *t, node *n, node *by)
-{
-    *by = *n; /* parent, colour, children and key */
-    replace_child(t, n, by);
-    if (by->l)
-        set_parent(by->l, by);
-    if (by->r)
-        set_parent(by->r, by);
-    if (t->first == n)
-        t->first = by;
-    n->pc = TP__RB_UNLINKED;
-}

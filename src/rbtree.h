@@ -60,8 +60,6 @@ static inline void tp__rb_remove(struct tp__rbtree *t, struct tp__rbnode *n)
     t->n = 0;
     n->pc = TP__RB_UNLINKED;
 }
-/* Put `by` (not in any tree) in linked node n's place, with n's key: O(1). */
-void tp__rb_replace(struct tp__rbtree *t, struct tp__rbnode *n, struct tp__rbnode *by);
 struct tp__rbnode *tp__rb_next(const struct tp__rbnode *n);
 
 #endif

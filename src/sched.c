@@ -85,7 +85,7 @@ static inline void san_back_in_sched(struct tp__worker *w)
 
 /* --------------------------------------------------------------- ready queues ---- */
 
-#define TASK_OF_RQ(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, rq)))
+#define TASK_OF_RQL(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, rql)))
 
 void tp__worker_kick(struct tp__worker *w)
 {
@@ -144,8 +144,8 @@ void tp__wake(tp_task *t)
     atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
 }
 
-/* Never-run tasks wait in two lists, both under w->lock, linked through rq.l (towards
-   the newer end) and rq.r (towards the older end):
+/* Never-run tasks wait in two lists, both under w->lock, linked through ll.l (towards
+   the newer end) and ll.r (towards the older end):
     - inject: tasks spawned from plain threads, taken oldest first (FIFO, fair);
     - deque: tasks spawned by this worker's tasks.  The worker takes the newest, so
       spawn-then-join code runs depth first, like calls, and the number of parked tasks
@@ -153,10 +153,10 @@ void tp__wake(tp_task *t)
       conquer code is the largest piece of work.  (The classic work-stealing order.) */
 static void list_push(tp_task **head, tp_task **tail, tp_task *t)
 {
-    t->rq.l = NULL;
-    t->rq.r = *tail ? &(*tail)->rq : NULL;
+    t->ll.l = NULL;
+    t->ll.r = *tail;
     if (*tail)
-        (*tail)->rq.l = &t->rq;
+        (*tail)->ll.l = t;
     else
         *head = t;
     *tail = t;
@@ -167,9 +167,9 @@ static tp_task *list_pop_head(tp_task **head, tp_task **tail)
     tp_task *t = *head;
     if (!t)
         return NULL;
-    *head = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+    *head = t->ll.l;
     if (*head)
-        (*head)->rq.r = NULL;
+        (*head)->ll.r = NULL;
     else
         *tail = NULL;
     return t;
@@ -180,9 +180,9 @@ static tp_task *list_pop_tail(tp_task **head, tp_task **tail)
     tp_task *t = *tail;
     if (!t)
         return NULL;
-    *tail = t->rq.r ? TASK_OF_RQ(t->rq.r) : NULL;
+    *tail = t->ll.r;
     if (*tail)
-        (*tail)->rq.l = NULL;
+        (*tail)->ll.l = NULL;
     else
         *head = NULL;
     return t;
@@ -265,15 +265,15 @@ static tp_task *steal_fresh(struct tp__worker *v, int64_t now)
 static tp_task *ready_pop(struct tp__worker *w)
 {
     const void *hint;
-    struct tp__rbnode *n = tp__rq_pop(&w->ready, &hint);
+    struct tp__rqlink *l = tp__rq_pop(&w->ready, &hint);
     if (hint) { /* three lines: all of a parked segment of up to 129 bytes, at any alignment */
         __builtin_prefetch(hint);
         __builtin_prefetch((const char *)hint + 64);
         __builtin_prefetch((const char *)hint + 128);
     }
-    if (!n)
+    if (!l)
         return NULL;
-    tp_task *t = TASK_OF_RQ(n);
+    tp_task *t = TASK_OF_RQL(l);
     __builtin_prefetch(t->node.q);
     return t;
 }
@@ -281,15 +281,15 @@ static tp_task *ready_pop(struct tp__worker *w)
 /* ------------------------------------------------- finished, not yet released ---- */
 
 /* A task that finished before anyone joined or detached it waits on its worker's `done`
-   list until tp_join/tp_detach releases it, or tp_pool_destroy frees it.  Its rbtree
-   node is idle by then, so its links serve. */
+   list until tp_join/tp_detach releases it, or tp_pool_destroy frees it, linked through
+   ll (its result stays in arg). */
 void tp__done_add(struct tp__worker *w, tp_task *t)
 {
     tp__spin_lock(&w->lock);
-    t->rq.l = w->done ? &w->done->rq : NULL;
-    t->rq.r = NULL;
+    t->ll.l = w->done;
+    t->ll.r = NULL;
     if (w->done)
-        w->done->rq.r = &t->rq;
+        w->done->ll.r = t;
     w->done = t;
     tp__spin_unlock(&w->lock);
 }
@@ -298,12 +298,12 @@ void tp__done_remove(tp_task *t)
 {
     struct tp__worker *w = t->worker;
     tp__spin_lock(&w->lock);
-    if (t->rq.r)
-        TASK_OF_RQ(t->rq.r)->rq.l = t->rq.l;
+    if (t->ll.r)
+        t->ll.r->ll.l = t->ll.l;
     else
-        w->done = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
-    if (t->rq.l)
-        TASK_OF_RQ(t->rq.l)->rq.r = t->rq.r;
+        w->done = t->ll.l;
+    if (t->ll.l)
+        t->ll.l->ll.r = t->ll.r;
     tp__spin_unlock(&w->lock);
 }
 
@@ -312,7 +312,7 @@ void tp__done_free_all(struct tp__worker *w)
 {
     while (w->done) {
         tp_task *t = w->done;
-        w->done = t->rq.l ? TASK_OF_RQ(t->rq.l) : NULL;
+        w->done = t->ll.l;
         free(t);
     }
 }
@@ -525,7 +525,7 @@ __attribute__((noinline)) int tp__yield_task(tp_task *t)
         !atomic_load_explicit(&w->next, memory_order_relaxed) &&
         (!w->timers.first || w->timers.first->key > tp_now()))
         return 0; /* nobody else to run (nor a timer due): it would come straight back */
-    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp()) < 0))
+    if (TP__UNLIKELY(tp__stack_reserve(t, tp__ctx_sp(), false) < 0))
         return -1;
     w->why = TP__SW_YIELD;
     tp__to_scheduler(w, t);

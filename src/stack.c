@@ -116,15 +116,17 @@ static inline void copy_in(char *dst, const char *src, size_t len)
    makes sure its save buffer can hold the segment, so the later copy-out (done lazily by
    the scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is
    far larger than needed. */
-int tp__stack_reserve(tp_task *t, char *sp)
+int tp__stack_reserve(tp_task *t, char *sp, bool timed)
 {
     struct tp__worker *w = t->worker;
     /* Rounded up to a size malloc hands out whole: its chunks are multiples of 16
        bytes with an 8-byte header, so 16k+8 bytes fill one (glibc; elsewhere harmless).
-       The slack absorbs small variations of depth without a realloc. */
+       The slack absorbs small variations of depth without a realloc.  (The task runs,
+       so it is in no timer tree: save_cap has no TP__SAVE_TIMED.) */
     bool keep_fp = !tp__ctx_fp_is_default();
     w->park_fp = keep_fp; /* for the park this reserves for: see ctx.h */
-    size_t need = (size_t)(seg_hi(w) - sp) + TP__CTX_PARK_FRAME(keep_fp);
+    size_t need = (size_t)(seg_hi(w) - sp) + TP__CTX_PARK_FRAME(keep_fp) +
+                  (timed ? sizeof(struct tp__tnode) : 0);
     need = ((need + 8 + 15) & ~(size_t)15) - 8;
     if (TP__LIKELY(need <= t->save_cap &&
                    !(t->save_cap > TP__SHRINK_MIN && need * 4 < t->save_cap)))
@@ -142,20 +144,37 @@ int tp__stack_reserve(tp_task *t, char *sp)
     return 0;
 }
 
+/* The reservation measured the stack pointer a little above the switch (possible in
+   unoptimised builds): grow the buffer now, where failing has no caller to report to.
+   A timer node at its end moves with it, out of the timer tree and back. */
+static __attribute__((noinline)) void grow(struct tp__worker *w, tp_task *t, size_t len)
+{
+    bool timed = t->save_cap & TP__SAVE_TIMED;
+    int64_t deadline = 0;
+    if (timed) {
+        deadline = tp__timer_node(t)->rb.key;
+        tp__timer_remove(w, t);
+    }
+    size_t cap = len + (timed ? sizeof(struct tp__tnode) : 0);
+    char *p = tp__realloc(t->save, cap);
+    TP__ASSERT(p != NULL);
+    tp__count(&w->st_saved_cap, (int64_t)cap - (int64_t)t->save_cap);
+    t->save = p;
+    t->save_cap = (uint32_t)cap;
+    if (timed)
+        tp__timer_add(w, t, deadline);
+}
+
 /* Copy out: the bytes [t->sp, seg_hi), which are all the task's frames and the
    registers its switch pushed (see the top of this file). */
 void tp__stack_save(struct tp__worker *w, tp_task *t)
 {
     size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
-    if (TP__UNLIKELY(len > t->save_cap)) {
-        /* The reservation measured the stack pointer a little above the switch (possible
-           in unoptimised builds): grow now; failing here has no caller to report to. */
-        char *p = tp__realloc(t->save, len);
-        TP__ASSERT(p != NULL);
-        tp__count(&w->st_saved_cap, (int64_t)len - (int64_t)t->save_cap);
-        t->save = p;
-        t->save_cap = (uint32_t)len;
-    }
+    size_t room = t->save_cap & TP__SAVE_TIMED
+                      ? (t->save_cap & ~TP__SAVE_TIMED) - sizeof(struct tp__tnode)
+                      : t->save_cap;
+    if (TP__UNLIKELY(len > room))
+        grow(w, t, len);
     /* Under ASan the segment holds redzones of the task's frames; they are not ours
        to check and will not describe the next task's frames at these addresses. */
     TP__ASAN_UNPOISON(t->sp, len);

@@ -25,8 +25,9 @@
 __attribute__((noinline)) int tp__park_reserve(tp_task *t)
 {
     /* Measured here, one call below the caller: every park the caller makes later goes
-       through a few more frames, which TP__PARK_MARGIN covers. */
-    return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN);
+       through a few more frames, which TP__PARK_MARGIN covers; with room for a timer
+       node, which a park with a deadline will need. */
+    return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN, true);
 }
 
 /* Fill w and n (the caller's registration, carrying val) and queue n on q. */

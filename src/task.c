@@ -47,7 +47,6 @@ tp_task *tp_spawn(tp_pool *pool, void *(*fn)(void *), void *arg)
         errno = ENOMEM;
         return NULL;
     }
-    tp__rb_node_init(&t->rq);
     tp__spin_init(&t->lock);
     t->fn = fn;
     t->arg = arg;

@@ -4,8 +4,9 @@
  * deadline goes into its worker's timer rbtree (keyed by deadline, FIFO among equals);
  * only that worker's thread touches the tree, so it needs no lock.  The worker fires
  * expired timers before each scheduling decision and sleeps no longer than the earliest.
- * A task's one rbtree node serves both trees: parked, it sits in the timer tree; woken,
- * its worker takes it out of the timer tree and puts it in the ready tree.
+ * The tree's node for a task is at the end of the task's save buffer (struct tp__tnode),
+ * which the park reserves room for when it has a deadline, so that a control block
+ * carries no tree node (tp_internal.h); woken, the task's worker takes it out.
  * A plain thread waits on a futex with an absolute CLOCK_MONOTONIC timeout instead.
  */
 #include "tp_internal.h"
@@ -32,11 +33,18 @@ int tp__deadline_check(int64_t deadline)
     return 0;
 }
 
-#define T_OF(n) ((tp_task *)((char *)(n) - offsetof(struct tp_task, rq)))
-
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline)
 {
-    tp__rb_insert(&w->timers, &t->rq, deadline);
+    struct tp__tnode *n = tp__timer_node(t);
+    n->task = t;
+    tp__rb_insert(&w->timers, &n->rb, deadline);
+    t->save_cap |= TP__SAVE_TIMED;
+}
+
+void tp__timer_remove(struct tp__worker *w, tp_task *t)
+{
+    tp__rb_remove(&w->timers, &tp__timer_node(t)->rb);
+    t->save_cap &= ~TP__SAVE_TIMED;
 }
 
 /* Time out every task whose deadline is <= now.  Returns the earliest remaining deadline
@@ -46,8 +54,8 @@ int64_t tp__timer_fire(struct tp__worker *w, int64_t now)
 {
     struct tp__rbnode *n;
     while ((n = w->timers.first) && n->key <= now) {
-        tp_task *t = T_OF(n);
-        tp__rb_remove(&w->timers, n);
+        tp_task *t = ((struct tp__tnode *)(void *)n)->task; /* (rb is its first member) */
+        tp__timer_remove(w, t);
         if (!tp__wait_claim(&t->wait))
             continue;
         tp__wait_cancel(&t->wait);

@@ -266,8 +266,8 @@ void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
 
 /* The control block.  Kept small: with a million parked tasks every word is 8 MB.
  *
- * `node` shares its memory with three fields that are never needed while it is in use.
- * The node is in use from the moment the task queues it in a wait until the wait is
+ * `node` shares its memory with fields that are never needed while it is in use.  The
+ * node is in use from the moment the task queues it in a wait until the wait is
  * completed, and whoever completes a wait is done with the node (it has unqueued it and
  * read its w and val) before it wakes the task.  So:
  *  - `inbox_next` is needed only between a wake-up from another thread and the worker's
@@ -275,21 +275,30 @@ void tp__wnode_withdraw(struct tp__wnode *n, tp__spin *lock);
  *  - `rql` is needed only while the task is in its worker's ready queue, after that
  *    drain (which reads inbox_next before it queues the task);
  *  - `arg` is the argument until the task starts and its result once it has finished;
- *    the node, the inbox and the ready queue are used only in between.
+ *    the node, the inbox and the ready queue are used only in between, and so is `ll`,
+ *    the link of the lists of never-run and of finished tasks, which leaves arg alone.
  * They overlay node.next, node.prev (the "not queued" mark, which nobody reads once the
  * wait is complete) and node.w, and leave alone node.val, which carries a received value
  * to the task until it resumes (see chan.c), and node.q, the queue of its last wait,
  * which the scheduler prefetches when it picks the task (see ready_pop).  The wait
  * record is not overlaid: wakers write its status before the wake, and the task reads
- * it after. */
+ * it after.
+ *
+ * A task parked with a deadline sits in its worker's timer tree through a node kept at
+ * the end of its save buffer (struct tp__tnode, see timer.c), which the park reserves
+ * room for; the control block itself has no tree node. */
 struct tp_task {
     /* --- what a waker on another thread touches, together (fewer cache lines to move
        between CPUs per wake-up): the registration, the wait and the worker --- */
     union {                    /* (see above) */
         struct tp__wnode node; /* its registration for single-object waits */
         tp_task *inbox_next;   /* link in a worker's inbox of remote wake-ups */
-        struct tp__rqlink rql; /* its link in the ready queue (rq is its tree node) */
+        struct tp__rqlink rql; /* its link in the ready queue */
         void *arg;             /* its argument, then its result */
+        struct {
+            void *arg_;        /* (arg) */
+            tp_task *l, *r;    /* its neighbours (sched.c) */
+        } ll;                  /* in a list of never-run or of finished tasks */
     };
     struct tp__wait wait;      /* this task's own wait, when blocked */
     union {
@@ -297,9 +306,6 @@ struct tp_task {
         struct tp__worker *worker; /* then: its worker, for life (worker->pool) */
     };
     /* --- the rest --- */
-    struct tp__rbnode rq;      /* in the timer tree while parked with a deadline, in the
-                                  ready queue once woken (the worker moves it); `l` and
-                                  `r` link the never-run and finished lists (sched.c) */
     void *sp;                  /* saved stack pointer; NULL before the first run */
     union {                    /* (fields never needed at the same time share a word) */
         void *(*fn)(void *);   /* entry function, until the task starts */
@@ -307,8 +313,8 @@ struct tp_task {
     };
     uint64_t id;               /* unique, nonzero */
     struct tp__wait *joiner;   /* the one party waiting in tp_join */
-    uint32_t save_cap;         /* bytes allocated for save (how many are saved follows
-                                  from sp: see stack.c) */
+    uint32_t save_cap;         /* bytes allocated for save, | TP__SAVE_TIMED (how many
+                                  are saved follows from sp: see stack.c) */
     tp__spin lock;             /* guards flags and joiner against the finisher */
     uint8_t flags;             /* TP__TASK_* */
     int8_t prio;               /* ready-queue key: lower runs first */
@@ -323,9 +329,9 @@ struct tp_task {
 };
 
 #if defined(__x86_64__) && !TP_ASAN && !TP_TSAN
-/* glibc hands out (request + 8) rounded up to 16 bytes: 136 is a 144-byte chunk, 137 a
-   160-byte one.  At a million parked tasks (benchmark W1) that step is 16 MB. */
-_Static_assert(sizeof(struct tp_task) <= 136, "tp_task grew past a malloc chunk boundary");
+/* glibc hands out (request + 8) rounded up to 16 bytes: 104 is a 112-byte chunk, 105 a
+   128-byte one.  At a million parked tasks (benchmark W1) that step is 16 MB. */
+_Static_assert(sizeof(struct tp_task) <= 104, "tp_task grew past a malloc chunk boundary");
 #endif
 
 /* The task whose own wait w is (w's TP__WAIT_TASK bit is set). */
@@ -413,13 +419,14 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
 #endif
     /* statistics, single writer */
     tp_task *done;               /* finished tasks nobody joined or detached yet, linked
-                                    through rq.l/rq.r, under `lock`: freed by
+                                    through ll, under `lock`: freed by
                                     tp_pool_destroy if still there */
     /* tasks parked here = st_parked - st_woken - st_rwoken (woken is not parked) */
     tp__counter st_spawned;      /* tasks spawned by this worker's tasks */
     _Atomic uint64_t st_finished; /* tasks that finished here (release: see tp__pool_live) */
     tp__counter st_switches, st_copied, st_saved, st_saved_cap, st_parked, st_woken, st_steals,
         st_sleeps;
+    struct tp__rqlevel rq_levels[TP__RQ_LEVELS]; /* ready's levels (readyq.h) */
 };
 
 struct tp_pool {
@@ -450,6 +457,23 @@ static inline tp_task *tp__current(void)
     return w ? w->current : NULL;
 }
 
+/* timer.c.  A task parked with a deadline is in its worker's timer tree through this
+   node, at the end of its save buffer (room the park reserves: see tp__park_arm), and
+   TP__SAVE_TIMED is set in its save_cap meanwhile. */
+struct tp__tnode {
+    struct tp__rbnode rb;      /* in the timer tree, keyed by deadline */
+    tp_task *task;
+};
+#define TP__SAVE_TIMED 0x80000000u
+static inline struct tp__tnode *tp__timer_node(tp_task *t)
+{
+    return (struct tp__tnode *)(void *)(t->save + (t->save_cap & ~TP__SAVE_TIMED) -
+                                        sizeof(struct tp__tnode));
+}
+int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
+void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
+void tp__timer_remove(struct tp__worker *w, tp_task *t);
+
 /* sched.c */
 void *tp__worker_main(void *arg);
 void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
@@ -457,9 +481,9 @@ void tp__wake(tp_task *t);                  /* make a parked task ready, from an
    parked with a deadline is still in the timer tree: only this thread may take it out. */
 static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
 {
-    if (tp__rb_linked(&t->rq))
-        tp__rb_remove(&w->timers, &t->rq);
-    tp__rq_push(&w->ready, &t->rq, t->prio, t->sp ? t->save : NULL); /* (see ready_pop) */
+    if (t->save_cap & TP__SAVE_TIMED)
+        tp__timer_remove(w, t);
+    tp__rq_push(&w->ready, &t->rql, t->prio, t->sp ? t->save : NULL); /* (see ready_pop) */
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);
@@ -474,7 +498,7 @@ void tp__done_free_all(struct tp__worker *w);
 /* stack.c */
 int tp__stack_create(struct tp__worker *w, size_t size);
 void tp__stack_destroy(struct tp__worker *w);
-int tp__stack_reserve(tp_task *t, char *sp);
+int tp__stack_reserve(tp_task *t, char *sp, bool timed);
 void tp__stack_save(struct tp__worker *w, tp_task *t);
 void tp__stack_restore(struct tp__worker *w, tp_task *t);
 void tp__stack_release(struct tp__worker *w, tp_task *t);
@@ -491,9 +515,7 @@ void *tp__task_entry(void *arg);
 __attribute__((noreturn)) void tp__task_return(void *result);
 void tp__task_finish(struct tp__worker *w, tp_task *t);
 
-/* timer.c */
-int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
-void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
+
 int tp__deadline_check(int64_t deadline);
 void tp__thread_futex_wait(atomic_uint *word, unsigned expect, int64_t deadline);
 void tp__thread_futex_wake(atomic_uint *word);
@@ -508,7 +530,7 @@ void tp__thread_futex_wake(atomic_uint *word);
 static inline int tp__park_arm(tp_task *t, tp__spin *held, int64_t deadline, char *sp)
 {
     struct tp__worker *w = t->worker;
-    if (TP__UNLIKELY(tp__stack_reserve(t, sp) < 0))
+    if (TP__UNLIKELY(tp__stack_reserve(t, sp, deadline >= 0) < 0))
         return -1;
     if (deadline >= 0)
         tp__timer_add(w, t, deadline);

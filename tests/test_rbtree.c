@@ -2,8 +2,8 @@
  * red-black invariants after every operation, in-order = key order, FIFO among equal
  * keys, the cached leftmost node, and random insert/remove against a sorted reference;
  * and the ready queue built on it (readyq.h): random pushes and pops against a
- * reference ordered by (priority, push order), with the tree of levels checked after
- * every operation. */
+ * reference ordered by (priority, push order), with the levels and their tree checked
+ * every 53 operations. */
 #include "tp_test.h"
 #include "../src/rbtree.h"
 #include "../src/readyq.h"
@@ -122,16 +122,13 @@ START_TEST(test_random_against_reference)
 }
 END_TEST
 
-/* The tree node and the link sit apart, as in the control block. */
+/* An entry is its link alone, as in the control block. */
 struct rqitem {
-    struct tp__rbnode node;
+    struct tp__rqlink link;
     int prio;
     unsigned seq;   /* push order */
     bool queued;
-    struct tp__rqlink link;
 };
-
-#define RQ_LINK_OFF (offsetof(struct rqitem, link) - offsetof(struct rqitem, node))
 
 /* The queued item a correct queue pops next: lowest prio, then lowest seq. */
 static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
@@ -144,21 +141,31 @@ static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
     return best;
 }
 
-/* One tree node per distinct priority queued, each the oldest of its level; the other
-   items are in no tree. */
+/* Exactly the levels of the priorities queued are in the tree, each keyed by its
+   priority, with its oldest item at the head and its newest at the tail. */
 static void rq_check(struct tp__readyq *q, struct rqitem *it, unsigned n)
 {
     size_t queued = 0, levels = 0;
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         queued += it[i].queued;
-        if (!tp__rb_linked(&it[i].node))
+    for (int p = -128; p < 128; p++) {
+        struct tp__rqlevel *lv = &q->lv[p + 128];
+        struct rqitem *oldest = NULL, *newest = NULL;
+        for (unsigned i = 0; i < n; i++) {
+            if (!it[i].queued || it[i].prio != p)
+                continue;
+            if (!oldest || it[i].seq < oldest->seq)
+                oldest = &it[i];
+            if (!newest || it[i].seq > newest->seq)
+                newest = &it[i];
+        }
+        ck_assert_int_eq(tp__rb_linked(&lv->node), oldest != NULL);
+        if (!oldest)
             continue;
-        ck_assert(it[i].queued);
         levels++;
-        ck_assert_int_eq(it[i].node.key, it[i].prio);
-        for (unsigned j = 0; j < n; j++)
-            if (it[j].queued && it[j].prio == it[i].prio)
-                ck_assert_uint_le(it[i].seq, it[j].seq);
+        ck_assert_int_eq(lv->node.key, p);
+        ck_assert_ptr_eq(lv->head, &oldest->link);
+        ck_assert_ptr_eq(lv->tail, &newest->link);
     }
     ck_assert_uint_eq(q->n, queued);
     check_tree(&q->levels, levels);
@@ -168,13 +175,12 @@ START_TEST(test_readyq_against_reference)
 {
     enum { N = 400 };
     static struct rqitem it[N];
+    static struct tp__rqlevel lv[TP__RQ_LEVELS];
     struct tp__readyq q;
-    tp__rq_init(&q, RQ_LINK_OFF);
+    tp__rq_init(&q, lv);
     unsigned seq = 0;
-    for (unsigned i = 0; i < N; i++) {
+    for (unsigned i = 0; i < N; i++)
         it[i].queued = false;
-        tp__rb_node_init(&it[i].node);
-    }
     for (unsigned round = 0; round < 20000; round++) {
         /* Phases that mostly push, then mostly pop, so the queue fills and drains. */
         bool push = rnd() % 100 < ((round / 1000) % 2 ? 25u : 75u);
@@ -183,15 +189,14 @@ START_TEST(test_readyq_against_reference)
             x->prio = (int)(rnd() % 5) - 2;
             x->seq = seq++;
             x->queued = true;
-            tp__rq_push(&q, &x->node, x->prio, &x->seq); /* each item's hint: its seq */
+            tp__rq_push(&q, &x->link, (int8_t)x->prio, &x->seq); /* each item's hint: its seq */
         } else if (!push) {
             struct rqitem *want = rq_expected(it, N);
             const void *hint;
-            struct tp__rbnode *got = tp__rq_pop(&q, &hint);
-            ck_assert_ptr_eq(got, want ? &want->node : NULL);
+            struct tp__rqlink *got = tp__rq_pop(&q, &hint);
+            ck_assert_ptr_eq(got, want ? &want->link : NULL);
             if (want) {
                 want->queued = false;
-                ck_assert(!tp__rb_linked(got));
                 /* the hint is that of the popped item's successor in its level */
                 struct rqitem *succ = NULL;
                 for (unsigned i = 0; i < N; i++)
