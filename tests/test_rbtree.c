@@ -3,10 +3,10 @@
  * keys, the cached leftmost node, and random insert/remove against a sorted reference;
  * and the ready queue built on it (readyq.h): random pushes and pops against a
  * reference ordered by (priority, push order), with the levels and their tree checked
- * every 53 operations. */
+ * every 53 operations; and a timer node at the end of a save buffer that must grow at
+ * copy-out, which has to move with the buffer and stay in its timer tree. */
 #include "tp_test.h"
-#include "../src/rbtree.h"
-#include "../src/readyq.h"
+#include "../src/tp_internal.h" /* (rbtree.h, readyq.h, and the timer node of stack.c) */
 
 #include <stdbool.h>
 #include <string.h>
@@ -219,6 +219,59 @@ START_TEST(test_readyq_against_reference)
 }
 END_TEST
 
+/* A task parked with a deadline is in the timer tree through a node at the end of its
+   save buffer (timer.c).  If the copy-out finds the segment longer than the park
+   reserved for (stack.c: possible when the stack pointer was measured above the
+   switch), the buffer grows and may move: the node must go with it, still in the tree
+   at its deadline, among the nodes of other tasks. */
+START_TEST(test_timer_node_follows_grown_save_buffer)
+{
+    static char stack[8192] __attribute__((aligned(16)));
+    struct tp__worker *w = aligned_alloc(_Alignof(struct tp__worker), sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    memset(w, 0, sizeof *w);
+    w->stack_hi = stack + sizeof stack;
+    tp__rb_init(&w->timers);
+    char *top = w->stack_hi - TP__CTX_TOP;
+    tp_task *t[3];
+    const int64_t deadline[3] = {2000, 1000, 3000};
+    for (int i = 0; i < 3; i++) {
+        t[i] = calloc(1, sizeof *t[i]);
+        ck_assert_ptr_nonnull(t[i]);
+        t[i]->worker = w;
+        t[i]->sp = top - 96;
+        ck_assert_int_eq(tp__stack_reserve(t[i], t[i]->sp, true), 0);
+        tp__timer_add(w, t[i], deadline[i]);
+    }
+    check_tree(&w->timers, 3);
+    /* task 0 switched 4 KB deeper than its park measured */
+    t[0]->sp = top - 4096 - 96;
+    for (char *p = t[0]->sp; p < top; p++)
+        *p = (char)(uintptr_t)p;
+    tp__stack_save(w, t[0]);
+    ck_assert(t[0]->save_cap & TP__SAVE_TIMED);
+    ck_assert_uint_ge((t[0]->save_cap & ~TP__SAVE_TIMED) - sizeof(struct tp__tnode), 4096 + 96);
+    ck_assert_int_eq(memcmp(t[0]->save, t[0]->sp, 4096 + 96), 0);
+    check_tree(&w->timers, 3);
+    for (int i = 0; i < 3; i++) { /* each node where its task's buffer now ends, in order */
+        struct tp__tnode *n = tp__timer_node(t[i]);
+        ck_assert_ptr_eq(n->task, t[i]);
+        ck_assert_int_eq(n->rb.key, deadline[i]);
+        ck_assert(tp__rb_linked(&n->rb));
+    }
+    ck_assert_ptr_eq(w->timers.first, &tp__timer_node(t[1])->rb);
+    ck_assert_ptr_eq(tp__rb_next(w->timers.first), &tp__timer_node(t[0])->rb);
+    for (int i = 0; i < 3; i++) {
+        tp__timer_remove(w, t[i]);
+        ck_assert(!(t[i]->save_cap & TP__SAVE_TIMED));
+        free(t[i]->save);
+        free(t[i]);
+    }
+    check_tree(&w->timers, 0);
+    free(w);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rbtree");
@@ -227,6 +280,7 @@ int main(void)
     tcase_add_test(tc, test_fifo_among_equals);
     tcase_add_test(tc, test_random_against_reference);
     tcase_add_test(tc, test_readyq_against_reference);
+    tcase_add_test(tc, test_timer_node_follows_grown_save_buffer);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
