@@ -170,9 +170,8 @@ static __attribute__((noinline)) void grow(struct tp__worker *w, tp_task *t, siz
 void tp__stack_save(struct tp__worker *w, tp_task *t)
 {
     size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
-    size_t room = t->save_cap & TP__SAVE_TIMED
-                      ? (t->save_cap & ~TP__SAVE_TIMED) - sizeof(struct tp__tnode)
-                      : t->save_cap;
+    size_t room = t->save_cap & TP__SAVE_TIMED ? (size_t)((char *)tp__timer_node(t) - t->save)
+                                               : t->save_cap; /* (the node ends the buffer) */
     if (TP__UNLIKELY(len > room))
         grow(w, t, len);
     /* Under ASan the segment holds redzones of the task's frames; they are not ours
