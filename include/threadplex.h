@@ -1,9 +1,10 @@
 /*
  * threadplex.h -- copy-stack coroutines on a pool of worker threads.
  *
- * Every task runs on its worker's one large shared stack.  When a task blocks, the worker
- * copies the task's live stack segment (stack pointer to top) into a heap buffer and copies
- * it back to the same addresses when the task resumes.
+ * Every task runs on one of its worker's few large shared stacks, many tasks to a stack.
+ * When a task blocks and another needs its stack, the worker copies the task's live stack
+ * segment (stack pointer to top) into a heap buffer and copies it back to the same
+ * addresses when the task resumes.
  *
  * THE RULE OF COPY-STACK: a pointer into a task's stack is valid only while that task
  * runs.  Never hand another task or thread a pointer to your locals (a tp_spawn argument,

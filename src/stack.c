@@ -1,27 +1,32 @@
-/* stack.c -- the shared stack of a worker and the copy-stack mechanism.
+/* stack.c -- the shared stacks of a worker and the copy-stack mechanism.
  *
- * Layout of one worker's mapping (addresses grow upwards):
+ * A worker has up to TP__SLOTS shared stacks ("slots") in one mapping; slot s is the
+ * 1 << slot_shift bytes at map + (s << slot_shift) (addresses grow upwards):
  *
- *   map                     stack_lo                                   stack_hi
- *   | guard (PROT_NONE) ... | shared stack: tasks' frames grow down from hi |
+ *   slot base                 lo                                            hi
+ *   | guard (PROT_NONE) ...   | a task's frames grow down from hi ...        |
  *
- * A running task's frames occupy [its sp, stack_hi).  When it switches out, the switch
- * stores whatever registers must survive below (or, on x86_64, partly in) its frames and
- * records the new sp (ctx.h), so the byte range [t->sp, stack_hi) is the task's entire
- * state: every frame it has, plus the registers.  Nothing below t->sp is live (the
- * library does not use the x86_64 red zone), and nothing above stack_hi belongs to it.
- * That range is what tp__stack_save() copies out and tp__stack_restore() copies back to
- * the same addresses, so pointers from the task's frames into its own frames stay
- * valid -- all of it but its top TP__CTX_TOP bytes (x86_64: the return address of the
- * call into the task's function), which are the same for every task and are written
+ * A task gets a slot when it first runs and keeps it for life: its frames' addresses
+ * are that slot's.  Several tasks share each slot; whose frames are on it is
+ * w->slot_owner[s].  A running task's frames occupy [its sp, hi).  When it switches out,
+ * the switch stores whatever registers must survive below (or, on x86_64, partly in)
+ * its frames and records the new sp (ctx.h), so the byte range [t->sp, hi) is the
+ * task's entire state: every frame it has, plus the registers.  Nothing below t->sp is
+ * live (the library does not use the x86_64 red zone), and nothing above hi belongs to
+ * it.  That range is what tp__stack_save() copies out and tp__stack_restore() copies
+ * back to the same addresses, so pointers from the task's frames into its own frames
+ * stay valid -- all of it but its top TP__CTX_TOP bytes (x86_64: the return address of
+ * the call into the task's function), which are the same for every task and are written
  * back rather than saved.
  *
- * Copies are lazy: the worker copies a task out only when another task needs the stack
- * (w->owner says whose frames are there), so a task that parks and is the next to run
- * costs no copy at all.  The copying runs in the scheduler, on the worker pthread's own
- * stack, never on the shared one.  So a started task's bytes are in its save buffer
- * exactly when it is not w->owner, and there are stack_hi - TP__CTX_TOP - t->sp of them:
- * the control block does not record the length.
+ * Copies are lazy: the worker copies a task out only when another task needs its slot
+ * (a task that parks and is the next to run there costs no copy at all), so a worker
+ * whose tasks fit in its slots -- a ping-pong pair, a pipeline of a dozen stages --
+ * copies nothing, and one with thousands copies as if it had one stack.  The copying
+ * runs in the scheduler, on the worker pthread's own stack, never on a shared one.  So
+ * a started task's bytes are in its save buffer exactly when it is not its slot's
+ * owner, and there are hi - TP__CTX_TOP - t->sp of them: the control block records
+ * neither the length nor the slot.
  */
 #include "tp_internal.h"
 
@@ -33,8 +38,6 @@
 #include <valgrind/valgrind.h>
 #endif
 
-/* Below the stack, a PROT_NONE band that any frame up to this size can hit. */
-#define TP__GUARD (64 * 1024)
 /* A saved buffer this much larger than needed is shrunk (a task that once went deep
    does not keep its deep buffer forever). */
 #define TP__SHRINK_MIN 4096
@@ -47,31 +50,55 @@ static size_t page_size(void)
     return ps;
 }
 
+/* n slots of 1 << shift bytes each, each with its guard band. */
+static int map_slots(struct tp__worker *w, unsigned n, unsigned shift)
+{
+    size_t len = (size_t)n << shift;
+    /* MAP_NORESERVE: only the pages a task actually touches cost memory. */
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+        return -1;
+    for (unsigned s = 0; s < n; s++) {
+        if (mprotect(map + ((size_t)s << shift), TP__GUARD, PROT_NONE) < 0) {
+            munmap(map, len);
+            return -1;
+        }
+    }
+    w->map = map;
+    w->map_len = len;
+    w->slot_shift = shift;
+    w->nslots = n;
+    w->slot_free = (uint32_t)(((uint64_t)1 << n) - 1);
+    for (unsigned s = 0; s < n; s++)
+        w->slot_top[s] = tp__slot_top(w, s);
+#if HAVE_VALGRIND
+    for (unsigned s = 0; s < n; s++)
+        w->valgrind_id[s] = VALGRIND_STACK_REGISTER(tp__slot_lo(w, s), tp__slot_hi(w, s));
+#endif
+    return 0;
+}
+
+/* Each slot holds at least `size` bytes of stack above its guard; its length is a power
+   of two, so that finding a task's slot from its stack pointer is a subtraction and a
+   shift (the slack is more stack, and costs only address space).  Fewer slots where
+   the address space is short (RLIMIT_AS, strict overcommit, the mapping count). */
 int tp__stack_create(struct tp__worker *w, size_t size)
 {
     size_t ps = page_size();
     size = (size + ps - 1) & ~(ps - 1);
-    w->map_len = size + TP__GUARD;
-    /* MAP_NORESERVE: only the pages a deep task actually touches cost memory. */
-    w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (w->map == MAP_FAILED) {
-        w->map = NULL;
-        errno = ENOMEM;
-        return -1;
-    }
-    if (mprotect(w->map, TP__GUARD, PROT_NONE) < 0) {
-        munmap(w->map, w->map_len);
-        w->map = NULL;
-        errno = ENOMEM;
-        return -1;
-    }
-    w->stack_lo = w->map + TP__GUARD;
-    w->stack_hi = w->map + w->map_len;
-#if HAVE_VALGRIND
-    w->valgrind_id = VALGRIND_STACK_REGISTER(w->stack_lo, w->stack_hi);
-#endif
-    return 0;
+    unsigned shift = 12;
+    while (shift < 8 * sizeof(size_t) - 1 && ((size_t)1 << shift) < size + TP__GUARD)
+        shift++;
+    if (((size_t)1 << shift) < size + TP__GUARD)
+        goto nomem;
+    for (unsigned n = TP__SLOTS; n; n /= 2)
+        if (((size_t)n << shift) >> shift == n && map_slots(w, n, shift) == 0)
+            return 0;
+nomem:
+    w->map = NULL;
+    errno = ENOMEM;
+    return -1;
 }
 
 void tp__stack_destroy(struct tp__worker *w)
@@ -79,15 +106,12 @@ void tp__stack_destroy(struct tp__worker *w)
     if (!w->map)
         return;
 #if HAVE_VALGRIND
-    VALGRIND_STACK_DEREGISTER(w->valgrind_id);
+    for (unsigned s = 0; s < w->nslots; s++)
+        VALGRIND_STACK_DEREGISTER(w->valgrind_id[s]);
 #endif
     munmap(w->map, w->map_len);
     w->map = NULL;
 }
-
-/* The end of what is saved: the stack top, less the word(s) that are the same for every
-   task (TP__CTX_TOP, ctx.h), which restore() writes back instead. */
-static inline char *seg_hi(const struct tp__worker *w) { return w->stack_hi - TP__CTX_TOP; }
 
 /* Copy in.  The resumed task pops its registers and return addresses from the lowest
    of these bytes a few instructions later, and a load can take its value from a store
@@ -125,7 +149,7 @@ int tp__stack_reserve(tp_task *t, char *sp, bool timed)
        so it is in no timer tree: save_cap has no TP__SAVE_TIMED.) */
     bool keep_fp = !tp__ctx_fp_is_default();
     w->park_fp = keep_fp; /* for the park this reserves for: see ctx.h */
-    size_t need = (size_t)(seg_hi(w) - sp) + TP__CTX_PARK_FRAME(keep_fp) +
+    size_t need = (size_t)(w->run_top - TP__CTX_TOP - sp) + TP__CTX_PARK_FRAME(keep_fp) +
                   (timed ? sizeof(struct tp__tnode) : 0);
     need = ((need + 8 + 15) & ~(size_t)15) - 8;
     if (TP__LIKELY(need <= t->save_cap &&
@@ -165,11 +189,11 @@ static __attribute__((noinline)) void grow(struct tp__worker *w, tp_task *t, siz
         tp__timer_add(w, t, deadline);
 }
 
-/* Copy out: the bytes [t->sp, seg_hi), which are all the task's frames and the
-   registers its switch pushed (see the top of this file). */
-void tp__stack_save(struct tp__worker *w, tp_task *t)
+/* Copy out: the bytes [t->sp, top - TP__CTX_TOP), which are all the task's frames and
+   the registers its switch pushed (see the top of this file); top is its slot's. */
+void tp__stack_save(struct tp__worker *w, tp_task *t, char *top)
 {
-    size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
+    size_t len = (size_t)(top - TP__CTX_TOP - (char *)t->sp);
     size_t room = t->save_cap & TP__SAVE_TIMED ? (size_t)((char *)tp__timer_node(t) - t->save)
                                                : t->save_cap; /* (the node ends the buffer) */
     if (TP__UNLIKELY(len > room))
@@ -183,9 +207,10 @@ void tp__stack_save(struct tp__worker *w, tp_task *t)
 }
 
 /* Copy in: put the segment back at exactly the addresses it came from. */
-void tp__stack_restore(struct tp__worker *w, tp_task *t)
+void tp__stack_restore(struct tp__worker *w, tp_task *t, char *top)
 {
-    size_t len = (size_t)(seg_hi(w) - (char *)t->sp);
+    char *hi = top - TP__CTX_TOP;
+    size_t len = (size_t)(hi - (char *)t->sp);
     TP__ASAN_UNPOISON(t->sp, len + TP__CTX_TOP);
 #if HAVE_VALGRIND
     /* memcheck marked the shared stack below the last task's stack pointer
@@ -197,7 +222,7 @@ void tp__stack_restore(struct tp__worker *w, tp_task *t)
 #if TP__CTX_TOP
     /* Since it was saved, tasks that started or finished here wrote other values there. */
     const void *ret = tp__ctx_fn_return;
-    memcpy(seg_hi(w), &ret, sizeof ret);
+    memcpy(hi, &ret, sizeof ret);
 #endif
     tp__count(&w->st_copied, (int64_t)len);
     tp__count(&w->st_saved, -(int64_t)len);
@@ -314,14 +339,16 @@ static void segv_handler(int sig, siginfo_t *si, void *uc)
     struct tp__worker *w = tp__self_worker;
     char *a = si->si_addr;
     (void)uc;
-    if (w && a >= w->map && a < w->stack_lo) {
+    size_t slot_len = w ? (size_t)1 << w->slot_shift : 0;
+    if (w && a >= w->map && a < w->map + w->map_len &&
+        ((size_t)(a - w->map) & (slot_len - 1)) < TP__GUARD) {
         char num[24];
         say("threadplex: stack overflow: task ");
         (void)!write(2, num, w->current ? fmt_u64(num, w->current->id) : 0);
         say(" ran past the bottom of worker ");
         (void)!write(2, num, fmt_u64(num, w->index));
         say("'s shared stack (");
-        (void)!write(2, num, fmt_u64(num, (uint64_t)(w->stack_hi - w->stack_lo)));
+        (void)!write(2, num, fmt_u64(num, (uint64_t)(slot_len - TP__GUARD)));
         say(" bytes; raise tp_pool_attr.stack_size); aborting\n");
         signal(SIGABRT, SIG_DFL);
         abort();

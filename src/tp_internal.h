@@ -37,6 +37,9 @@
 #define TP__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TP__CACHELINE 64
+/* Shared stacks ("slots") per worker, at most (stack.c). */
+#define TP__SLOTS 16
+_Static_assert(TP__SLOTS <= 32, "a worker's slot_free has a bit per slot");
 /* For the entry points of the operations programs make millions of times a second.
    Their fast paths are a few dozen instructions; where those fall relative to 64-byte
    boundaries changed channel throughput by up to 12 % between builds that differed
@@ -383,11 +386,17 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     tp_pool *pool;
     unsigned index;
     pthread_t thread;
-    char *map;                   /* mmap'ed region: guard + stack */
+    char *map;                   /* mmap'ed region: nslots x (guard + stack), stack.c */
     size_t map_len;
-    char *stack_lo;              /* lowest usable byte of the shared stack */
-    char *stack_hi;              /* top (exclusive, 16-byte aligned) */
-    tp_task *owner;              /* task whose frames occupy the shared stack */
+    unsigned slot_shift;         /* each slot is 1 << slot_shift bytes */
+    unsigned nslots;             /* shared stacks of this worker, 1..TP__SLOTS */
+    unsigned last_slot;          /* the slot the last task ran in, */
+    char *run_top;               /* where its frames start (tp__slot_top): the running
+                                    task's segment ends there, */
+    tp_task *last_owner;         /* and slot_owner[last_slot] (NULL: it finished) */
+    uint32_t slot_free;          /* bit i: no task's frames occupy slot i */
+    tp_task *slot_owner[TP__SLOTS]; /* the task whose frames occupy each slot, or NULL */
+    char *slot_top[TP__SLOTS];   /* where a task's frames start in each (tp__slot_top) */
     struct tp__worker *share;    /* while this worker is overloaded: the idle worker that
                                     gets its tasks' new tasks (see tp__place_new) */
     atomic_int idle;             /* 1 while it has nothing to run (spinning or asleep); read
@@ -415,7 +424,7 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     size_t sched_stack_size;
 #endif
 #if HAVE_VALGRIND
-    unsigned valgrind_id;
+    unsigned valgrind_id[TP__SLOTS];
 #endif
     /* statistics, single writer */
     tp_task *done;               /* finished tasks nobody joined or detached yet, linked
@@ -474,6 +483,32 @@ int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
 void tp__timer_remove(struct tp__worker *w, tp_task *t);
 
+/* A worker's slots (stack.c): slot s is the 1 << slot_shift bytes from map + (s <<
+   slot_shift), a PROT_NONE guard band at its bottom, the task's frames growing down
+   from its top.  A started task's slot is the one its stack pointer is in. */
+#define TP__GUARD (64 * 1024)
+static inline unsigned tp__slot_of(const struct tp__worker *w, const void *p)
+{
+    return (unsigned)((size_t)((const char *)p - w->map) >> w->slot_shift);
+}
+static inline char *tp__slot_lo(const struct tp__worker *w, unsigned s)
+{
+    return w->map + ((size_t)s << w->slot_shift) + TP__GUARD;
+}
+static inline char *tp__slot_hi(const struct tp__worker *w, unsigned s)
+{
+    return w->map + ((size_t)(s + 1) << w->slot_shift);
+}
+/* Where a task's frames start in slot s: a little below the slot's top, by a different
+   amount in each slot.  The slots are a power of two apart, so their tops would all fall
+   in the same sets of the CPU caches: sixteen tasks' hottest lines competing for the
+   eight to twelve ways of one set of a level-1 cache. */
+#define TP__SLOT_COLOR 256
+static inline char *tp__slot_top(const struct tp__worker *w, unsigned s)
+{
+    return tp__slot_hi(w, s) - (size_t)s * TP__SLOT_COLOR;
+}
+
 /* sched.c */
 void *tp__worker_main(void *arg);
 void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
@@ -499,8 +534,8 @@ void tp__done_free_all(struct tp__worker *w);
 int tp__stack_create(struct tp__worker *w, size_t size);
 void tp__stack_destroy(struct tp__worker *w);
 int tp__stack_reserve(tp_task *t, char *sp, bool timed);
-void tp__stack_save(struct tp__worker *w, tp_task *t);
-void tp__stack_restore(struct tp__worker *w, tp_task *t);
+void tp__stack_save(struct tp__worker *w, tp_task *t, char *top);
+void tp__stack_restore(struct tp__worker *w, tp_task *t, char *top);
 void tp__stack_release(struct tp__worker *w, tp_task *t);
 bool tp__on_shared_stack(const void *p);
 int tp__stack_register(tp_pool *pool);
@@ -514,7 +549,6 @@ void *tp__task_entry(void *arg);
 #endif
 __attribute__((noreturn)) void tp__task_return(void *result);
 void tp__task_finish(struct tp__worker *w, tp_task *t);
-
 
 int tp__deadline_check(int64_t deadline);
 void tp__thread_futex_wait(atomic_uint *word, unsigned expect, int64_t deadline);

@@ -230,9 +230,9 @@ START_TEST(test_timer_node_follows_grown_save_buffer)
     struct tp__worker *w = aligned_alloc(_Alignof(struct tp__worker), sizeof *w);
     ck_assert_ptr_nonnull(w);
     memset(w, 0, sizeof *w);
-    w->stack_hi = stack + sizeof stack;
     tp__rb_init(&w->timers);
-    char *top = w->stack_hi - TP__CTX_TOP;
+    w->run_top = stack + sizeof stack; /* the tasks below "run" there */
+    char *top = stack + sizeof stack - TP__CTX_TOP;
     tp_task *t[3];
     const int64_t deadline[3] = {2000, 1000, 3000};
     for (int i = 0; i < 3; i++) {
@@ -248,7 +248,7 @@ START_TEST(test_timer_node_follows_grown_save_buffer)
     t[0]->sp = top - 4096 - 96;
     for (char *p = t[0]->sp; p < top; p++)
         *p = (char)(uintptr_t)p;
-    tp__stack_save(w, t[0]);
+    tp__stack_save(w, t[0], w->run_top);
     ck_assert(t[0]->save_cap & TP__SAVE_TIMED);
     ck_assert_uint_ge((t[0]->save_cap & ~TP__SAVE_TIMED) - sizeof(struct tp__tnode), 4096 + 96);
     ck_assert_int_eq(memcmp(t[0]->save, t[0]->sp, 4096 + 96), 0);

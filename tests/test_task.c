@@ -389,11 +389,86 @@ START_TEST(test_deep_stacks_survive)
         ck_assert_msg(bad == NULL, "task %d: %ld corrupted bytes", i, (long)(intptr_t)bad);
     }
     tp_pool_stats(p, &st);
-    ck_assert_uint_gt(st.copied_bytes, (uint64_t)T * 50 * 32768); /* really copied */
+    /* Really copied: a worker's first 15 tasks keep a stack each (see the ring tests
+       below) and the rest share its last, so of 40 tasks on two workers at least 9 take
+       turns on a shared stack, copying their ~16 KB in and out every cycle. */
+    ck_assert_uint_gt(st.copied_bytes, (uint64_t)(T - 31) * 50 * 32768);
     ck_assert_uint_eq(st.saved_bytes, 0);
     ck_assert_uint_eq(st.saved_capacity, 0);
     tp_chan_destroy(deep_ch);
     tp_pool_destroy(p);
+}
+END_TEST
+
+/* A ring of n tasks on one worker, each parked under 8 KB of its own frames, passing a
+   token round `laps` times: every task checks its frames after every park.  A worker has
+   up to 16 stacks and a task keeps its stack for life, so a ring that fits (8 tasks)
+   must never copy a byte, and one that does not (40) shares the last stack among the
+   tasks beyond the first 15 and must copy, with every frame intact either way. */
+enum { RING_MAX = 40, RING_DEEP = 8192 };
+static tp_chan *ring_ch[RING_MAX];
+static int ring_n, ring_laps;
+
+static void *ring_task(void *arg)
+{
+    int me = (int)(intptr_t)arg, bad = 0;
+    volatile unsigned char frame[RING_DEEP];
+    for (unsigned i = 0; i < sizeof frame; i++)
+        frame[i] = (unsigned char)(me * 131 + i);
+    for (int lap = 0; lap < ring_laps; lap++) {
+        int v;
+        if (tp_chan_recv(ring_ch[me], &v, -1) != 0)
+            return (void *)-1;
+        for (unsigned i = 0; i < sizeof frame; i += 61)
+            bad += frame[i] != (unsigned char)(me * 131 + i);
+        v++;
+        if (me + 1 < ring_n || lap + 1 < ring_laps) /* the last hop of the last lap: none */
+            if (tp_chan_send(ring_ch[(me + 1) % ring_n], &v, -1) != 0)
+                return (void *)-1;
+    }
+    return (void *)(intptr_t)bad;
+}
+
+static void run_ring(int n, int laps, tp_stats *st)
+{
+    tp_pool *p = test_pool(1);
+    ring_n = n;
+    ring_laps = laps;
+    tp_task *t[RING_MAX];
+    for (int i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(ring_ch[i] = tp_chan_create(sizeof(int), 1));
+    for (int i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(t[i] = tp_spawn(p, ring_task, (void *)(intptr_t)i));
+    int v = 0;
+    ck_assert_int_eq(tp_chan_send(ring_ch[0], &v, -1), 0);
+    for (int i = 0; i < n; i++) {
+        void *bad = (void *)-2;
+        ck_assert_int_eq(tp_join(t[i], &bad, -1), 0);
+        ck_assert_msg(bad == NULL, "ring task %d: %ld", i, (long)(intptr_t)bad);
+    }
+    tp_pool_stats(p, st);
+    for (int i = 0; i < n; i++)
+        tp_chan_destroy(ring_ch[i]);
+    tp_pool_destroy(p);
+}
+
+START_TEST(test_ring_within_stacks_never_copies)
+{
+    tp_stats st;
+    run_ring(8, 200, &st);
+    ck_assert_uint_ge(st.switches, 8 * 200); /* each task parked on every lap */
+    ck_assert_uint_eq(st.copied_bytes, 0);
+}
+END_TEST
+
+START_TEST(test_ring_beyond_stacks_copies_intact)
+{
+    tp_stats st;
+    run_ring(RING_MAX, 50, &st);
+    /* the 25 tasks that share a stack copy their frames out and in on every lap but
+       the first (no copy in: they start there) */
+    ck_assert_uint_gt(st.copied_bytes, (uint64_t)25 * 49 * 2 * RING_DEEP);
+    ck_assert_uint_eq(st.saved_bytes, 0);
 }
 END_TEST
 
@@ -668,6 +743,8 @@ int main(void)
     TCase *deep_tc = tcase_create("stacks");
     tcase_set_timeout(deep_tc, 120);
     tcase_add_test(deep_tc, test_deep_stacks_survive);
+    tcase_add_test(deep_tc, test_ring_within_stacks_never_copies);
+    tcase_add_test(deep_tc, test_ring_beyond_stacks_copies_intact);
     tcase_add_test(deep_tc, test_save_buffer_shrinks);
     tcase_add_test(deep_tc, test_100k_parked);
     suite_add_tcase(s, deep_tc);
