@@ -118,7 +118,7 @@ static inline __attribute__((always_inline)) tp_task *block_task(tp_chan *ch,
 {
     if (TP__UNLIKELY(task_enqueue(ch, q, self, deadline, tp__ctx_sp(), dest)))
         return NULL;
-    return tp__to_scheduler(self->worker, self);
+    return tp__to_scheduler(self->worker, self, true);
 }
 
 /* block_task's outcome as an errno (0: done). */

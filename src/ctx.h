@@ -80,9 +80,10 @@ static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
 #define TP__CTX_CLOBBER_AVX512
 #endif
 /* Everything an inline switch destroys: all registers but %rsp, %rbp (which it saves
-   itself), %rdi, %rsi and %rax (its operands). */
-#define TP__CTX_CLOBBERS                                                                   \
-    "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "memory",   \
+   itself), %rdi, %rsi and %rax (its operands), and %rcx, which one of them also uses. */
+#define TP__CTX_CLOBBERS "rcx", TP__CTX_CLOBBERS_BUT_RCX
+#define TP__CTX_CLOBBERS_BUT_RCX                                                           \
+    "rbx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "memory",          \
         "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",      \
         "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)",       \
         "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", "mm0", "mm1", "mm2", "mm3",  \
@@ -138,6 +139,29 @@ static inline __attribute__((always_inline)) void **tp__ctx_park(void **save_sp,
                      : TP__CTX_CLOBBERS);
     return save_sp; /* (%rdi as tp__ctx_switch left it: its continuer's save_sp) */
 }
+/* tp__ctx_park_to(save_sp, new_sp, cont): a task's switch straight into another parked
+   task of its worker, with no scheduler in between (see tp__hand_over, sched.c): the
+   same as tp__ctx_park with the default FP controls (the only case it is used for), but
+   the task it continues returns from its own park with `cont` (&w->sched_sp), as if the
+   scheduler had continued it, and so finds its worker.  Returns like tp__ctx_park. */
+#define TP__CTX_DIRECT 1
+static inline __attribute__((always_inline)) void **tp__ctx_park_to(void **save_sp,
+                                                                   void *new_sp, void **cont)
+{
+    __asm__ volatile("pushq %%rbp\n\t"
+                     "leaq 1f(%%rip), %%rax\n\t"
+                     "pushq %%rax\n\t"
+                     "movq %%rsp, (%2)\n\t"
+                     "movq %1, %%rsp\n\t"
+                     "popq %%rax\n\t"
+                     "jmpq *%%rax\n"
+                     "1:\n\t" TP__CTX_LANDING
+                     "popq %%rbp"
+                     : "+D"(cont), "+S"(new_sp), "+c"(save_sp)
+                     :
+                     : "rax", TP__CTX_CLOBBERS_BUT_RCX);
+    return cont; /* (%rdi as its continuer left it) */
+}
 /* tp__ctx_resume(save_sp, new_sp): the scheduler's switch into a task, the same as
    tp__ctx_switch but inline, with no call.  A call would leave its return address on
    top of the CPU's return predictor, and the task's first return after it resumes
@@ -177,6 +201,7 @@ static inline void tp__ctx_resume(void **save_sp, void *new_sp)
 {
     tp__ctx_switch(save_sp, new_sp);
 }
+#define TP__CTX_DIRECT 0 /* no tp__ctx_park_to: tasks always switch through the scheduler */
 #else
 #error "threadplex: no context switch routine for this architecture"
 #endif

@@ -25,6 +25,23 @@ static inline __attribute__((always_inline)) void san_leave_task(struct tp__work
 #endif
 }
 
+/* As san_leave_task, for a switch straight into task n (on its own stack). */
+static inline __attribute__((always_inline)) void san_leave_task_to(struct tp__worker *w,
+                                                                   tp_task *t, tp_task *n)
+{
+    (void)w;
+    (void)t;
+    (void)n;
+#if TP_ASAN
+    unsigned s = tp__slot_of(w, n->sp);
+    __sanitizer_start_switch_fiber(&t->asan_fake, tp__slot_lo(w, s),
+                                   (size_t)(tp__slot_hi(w, s) - tp__slot_lo(w, s)));
+#endif
+#if TP_TSAN
+    __tsan_switch_to_fiber(n->tsan_fiber, 0);
+#endif
+}
+
 static inline __attribute__((always_inline)) void san_back_in_task(tp_task *t)
 {
     (void)t;
@@ -35,14 +52,34 @@ static inline __attribute__((always_inline)) void san_back_in_task(tp_task *t)
 
 /* The task side of a switch.  Always inlined into its caller so that the stack pointer
    the caller measured for tp__stack_reserve is the one the switch saves.  Returns the
-   task (t), found again through the worker whose scheduler continued it (see
-   tp__ctx_switch): a value kept across the switch would be a stack slot in the parked
-   segment, and a callee-saved register the compiler keeps one in is one more. */
+   task (t), found again through the worker whose scheduler (or one of whose tasks: see
+   tp__ctx_park_to) continued it: a value kept across the switch would be a stack slot in
+   the parked segment, and a callee-saved register the compiler keeps one in is one
+   more.  A park (hand_over: armed by tp__park_arm) may go straight to the next task,
+   see tp__hand_over. */
 static inline __attribute__((always_inline)) tp_task *tp__to_scheduler(struct tp__worker *w,
-                                                                       tp_task *t)
+                                                                       tp_task *t,
+                                                                       bool hand_over)
 {
-    san_leave_task(w, t, false);
-    void **cont = tp__ctx_park(&t->sp, w->sched_sp, w->park_fp);
+    void **cont;
+    tp_task *n = NULL;
+#if TP__CTX_DIRECT
+    if (hand_over) /* the park's own choice (tp__park_arm), made out of this frame */
+        n = w->direct;
+#else
+    (void)hand_over;
+#endif
+    if (n == t)
+        return t; /* woken while it was parking: carry on */
+    if (n) {
+#if TP__CTX_DIRECT
+        san_leave_task_to(w, t, n);
+        cont = tp__ctx_park_to(&t->sp, n->sp, &w->sched_sp);
+#endif
+    } else {
+        san_leave_task(w, t, false);
+        cont = tp__ctx_park(&t->sp, w->sched_sp, w->park_fp);
+    }
     w = (struct tp__worker *)(void *)((char *)cont - offsetof(struct tp__worker, sched_sp));
     san_back_in_task(w->current);
     return w->current;
@@ -53,7 +90,7 @@ static inline __attribute__((always_inline)) int tp__park_here(tp_task *t, tp__s
 {
     if (TP__UNLIKELY(tp__park_prepare(t, held, deadline, tp__ctx_sp()) < 0))
         return -1;
-    tp__to_scheduler(t->worker, t);
+    tp__to_scheduler(t->worker, t, true);
     return 0; /* (its waker counted it unparked and took it out of the timer tree) */
 }
 

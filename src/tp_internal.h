@@ -395,14 +395,17 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
                                     task's segment ends there, */
     tp_task *last_owner;         /* and slot_owner[last_slot] (NULL: it finished) */
     uint32_t slot_free;          /* bit i: no task's frames occupy slot i */
-    tp_task *slot_owner[TP__SLOTS]; /* the task whose frames occupy each slot, or NULL */
-    char *slot_top[TP__SLOTS];   /* where a task's frames start in each (tp__slot_top) */
+    unsigned started;            /* tasks started here and not finished */
     struct tp__worker *share;    /* while this worker is overloaded: the idle worker that
                                     gets its tasks' new tasks (see tp__place_new) */
     atomic_int idle;             /* 1 while it has nothing to run (spinning or asleep); read
                                     by others only when they become overloaded, so it
                                     lives here, not on the line wakers write */
     tp_task *current;            /* task running now, NULL in the scheduler */
+    tp_task *handoff;            /* picked by a parking task for the scheduler to run
+                                    next (see tp__hand_over) */
+    tp_task *direct;             /* the task a parking task switches to directly (NULL:
+                                    to the scheduler; itself: none, it was woken) */
     struct tp__readyq ready;     /* woken tasks by (prio, FIFO); only this thread touches it */
     void *sched_sp;              /* scheduler context (on the pthread's own stack) */
     void *dead_sp;               /* where a finished task's last switch saves its sp */
@@ -414,6 +417,8 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     uint64_t rng;                /* xorshift state (steal victims, select) */
     tp_task *seen_next;          /* a victim's runnext seen on the last steal attempt, */
     int64_t seen_next_ns;        /* and since when (see steal_next) */
+    tp_task *slot_owner[TP__SLOTS]; /* the task whose frames occupy each slot, or NULL */
+    char *slot_top[TP__SLOTS];   /* where a task's frames start in each (tp__slot_top) */
     void *altstack;              /* sigaltstack for the overflow handler */
 #if TP_TSAN
     void *tsan_sched_fiber;
@@ -555,6 +560,7 @@ void tp__thread_futex_wait(atomic_uint *word, unsigned expect, int64_t deadline)
 void tp__thread_futex_wake(atomic_uint *word);
 
 /* sched.c, the task side of parking */
+tp_task *tp__hand_over(struct tp__worker *w, tp_task *t);
 /* Everything a park does but the switch: reserve room for t's segment (sp: where t will
    switch), arm the deadline, release `held`.  -1/ENOMEM with `held` still held and
    nothing armed.  The frame that then switches keeps only what it needs after waking
@@ -572,6 +578,14 @@ static inline int tp__park_arm(tp_task *t, tp__spin *held, int64_t deadline, cha
     if (held)
         tp__spin_unlock(held);
     w->why = TP__SW_PARK;
+#if TP__CTX_DIRECT
+    /* Chosen here, in the caller's frame, not in the park's: a call there cost the
+       parked segment of tp_chan_recv 16 bytes (W6 5103 -> 5117 B per task).  Only
+       tried while all of the worker's tasks can have a stack of their own: with more,
+       the next task nearly always needs a copy, and trying cost the prime sieve (W4)
+       and W1 6 %. */
+    w->direct = !w->park_fp && w->started <= w->nslots ? tp__hand_over(w, t) : NULL;
+#endif
     return 0;
 }
 int tp__park_prepare(tp_task *t, tp__spin *held, int64_t deadline, char *sp);
