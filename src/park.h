@@ -25,16 +25,18 @@ static inline __attribute__((always_inline)) void san_leave_task(struct tp__work
 #endif
 }
 
-/* As san_leave_task, for a switch straight into task n (on its own stack). */
-static inline __attribute__((always_inline)) void san_leave_task_to(struct tp__worker *w,
-                                                                   tp_task *t, tp_task *n)
+/* Before a switch into task n, on its own stack, from the scheduler (fake: the
+   scheduler's ASan fake-stack slot) or from a task switching straight to it (that
+   task's). */
+static inline __attribute__((always_inline)) void san_switch_to_task(struct tp__worker *w,
+                                                                    void **fake, tp_task *n)
 {
     (void)w;
-    (void)t;
+    (void)fake;
     (void)n;
 #if TP_ASAN
     unsigned s = tp__slot_of(w, n->sp);
-    __sanitizer_start_switch_fiber(&t->asan_fake, tp__slot_lo(w, s),
+    __sanitizer_start_switch_fiber(fake, tp__slot_lo(w, s),
                                    (size_t)(tp__slot_hi(w, s) - tp__slot_lo(w, s)));
 #endif
 #if TP_TSAN
@@ -73,7 +75,11 @@ static inline __attribute__((always_inline)) tp_task *tp__to_scheduler(struct tp
         return t; /* woken while it was parking: carry on */
     if (n) {
 #if TP__CTX_DIRECT
-        san_leave_task_to(w, t, n);
+#if TP_ASAN
+        san_switch_to_task(w, &t->asan_fake, n);
+#else
+        san_switch_to_task(w, NULL, n);
+#endif
         cont = tp__ctx_park_to(&t->sp, n->sp, &w->sched_sp);
 #endif
     } else {

@@ -65,15 +65,10 @@ static int64_t now_ns(void);
 
 static inline void san_enter_task(struct tp__worker *w, tp_task *t)
 {
-    (void)w;
-    (void)t;
 #if TP_ASAN
-    unsigned s = tp__slot_of(w, t->sp);
-    __sanitizer_start_switch_fiber(&w->asan_fake, tp__slot_lo(w, s),
-                                   (size_t)(tp__slot_hi(w, s) - tp__slot_lo(w, s)));
-#endif
-#if TP_TSAN
-    __tsan_switch_to_fiber(t->tsan_fiber, 0);
+    san_switch_to_task(w, &w->asan_fake, t);
+#else
+    san_switch_to_task(w, NULL, t);
 #endif
 }
 
