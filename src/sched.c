@@ -17,9 +17,10 @@
  * Parking: the task reserves room for its segment, drops the lock that guards its
  * registration, and switches to the scheduler context, which runs on the pthread's own
  * stack -- or, when the next task's frames are on their stack, straight to that task
- * (tp__hand_over).  A waker on another thread may push it on the ready queue before it has
- * switched out; that is harmless, since only this worker can pick it and this worker is
- * busy running it until the switch completes.
+ * (tp__hand_over).  A waker on another thread may push it on the ready queue before it
+ * has switched out; that is harmless, since only this worker can pick it: the scheduler
+ * after the switch, or the parking task itself choosing its successor, in which case
+ * it simply carries on.
  *
  * Waking: a task woken by its own worker's thread goes straight into the ready tree,
  * which only that thread touches; one woken from anywhere else is pushed onto the
@@ -453,12 +454,14 @@ static tp_task *steal(struct tp__worker *w)
 
 /* ------------------------------------------------------------------ switching ---- */
 
-/* Give slot s to t: its owner, if any, is copied out.  (A slot's owner is never the
-   running task, and never one that finished: run() frees a finished task's slot.) */
-static inline void take_slot(struct tp__worker *w, unsigned s, char *top, tp_task *t)
+/* Give slot s (its top: top) to t: its owner o, if any, is copied out.  (A slot's owner
+   is never the running task, and never one that finished: run() frees a finished
+   task's slot.) */
+static inline void take_slot(struct tp__worker *w, unsigned s, char *top, tp_task *o,
+                             tp_task *t)
 {
-    if (w->slot_owner[s])
-        tp__stack_save(w, w->slot_owner[s], top);
+    if (o)
+        tp__stack_save(w, o, top);
     w->slot_owner[s] = t;
 }
 
@@ -499,15 +502,13 @@ static void run(struct tp__worker *w, tp_task *t)
             top = w->slot_top[s];
         }
         if (o != t) {
-            if (o)
-                tp__stack_save(w, o, top);
-            w->slot_owner[s] = t;
+            take_slot(w, s, top, o, t);
             tp__stack_restore(w, t, top);
         }
     } else {
         s = fresh_slot(w);
         top = w->slot_top[s];
-        take_slot(w, s, top, t);
+        take_slot(w, s, top, w->slot_owner[s], t);
         w->started++;
         t->worker = w; /* replaces t->pool, which is w->pool */
 #if HAVE_VALGRIND
