@@ -1,7 +1,7 @@
 /* stack.c -- the shared stacks of a worker and the copy-stack mechanism.
  *
  * A worker has up to TP__SLOTS shared stacks ("slots") in one mapping; slot s is the
- * 1 << slot_shift bytes at map + (s << slot_shift) (addresses grow upwards):
+ * slot_len bytes at map + (s << slot_shift) (addresses grow upwards):
  *
  *   slot base                 lo                                            hi
  *   | guard (PROT_NONE) ...   | a task's frames grow down from hi ...        |
@@ -50,10 +50,11 @@ static size_t page_size(void)
     return ps;
 }
 
-/* n slots of 1 << shift bytes each, each with its guard band. */
-static int map_slots(struct tp__worker *w, unsigned n, unsigned shift)
+/* n slots 1 << shift bytes apart, each slot_len bytes (<= 1 << shift) with its guard
+   band at the bottom. */
+static int map_slots(struct tp__worker *w, unsigned n, unsigned shift, size_t slot_len)
 {
-    size_t len = (size_t)n << shift;
+    size_t len = ((size_t)(n - 1) << shift) + slot_len;
     /* MAP_NORESERVE: only the pages a task actually touches cost memory. */
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -68,6 +69,7 @@ static int map_slots(struct tp__worker *w, unsigned n, unsigned shift)
     w->map = map;
     w->map_len = len;
     w->slot_shift = shift;
+    w->slot_len = slot_len;
     w->nslots = n;
     w->slot_free = (uint32_t)(((uint64_t)1 << n) - 1);
     for (unsigned s = 0; s < n; s++)
@@ -79,23 +81,31 @@ static int map_slots(struct tp__worker *w, unsigned n, unsigned shift)
     return 0;
 }
 
-/* Each slot holds at least `size` bytes of stack above its guard; its length is a power
-   of two, so that finding a task's slot from its stack pointer is a subtraction and a
-   shift (the slack is more stack, and costs only address space).  Fewer slots where
-   the address space is short (RLIMIT_AS, strict overcommit, the mapping count). */
+/* The address space one worker's slots may take before it gets fewer of them (a pool
+   of 1 GiB stacks gets two; of the default 1 MiB, TP__SLOTS in 32 MiB). */
+#define TP__SLOTS_SPACE ((size_t)4 << 30)
+
+/* Each slot holds at least `size` bytes of stack above its guard; slots are a power of
+   two apart, so that finding a task's slot from its stack pointer is a subtraction and
+   a shift (the slack is more stack, and costs only address space).  Fewer slots where
+   the address space is short (RLIMIT_AS, strict overcommit, the mapping count); last,
+   one stack of just the size asked, as before there were slots, so that a pool that
+   fits with one stack per worker still fits. */
 int tp__stack_create(struct tp__worker *w, size_t size)
 {
     size_t ps = page_size();
     size = (size + ps - 1) & ~(ps - 1);
     unsigned shift = 12;
-    while (shift < 8 * sizeof(size_t) - 1 && ((size_t)1 << shift) < size + TP__GUARD)
+    while (((size_t)1 << shift) < size + TP__GUARD) /* (size <= TP__MAX_STACK: pool.c) */
         shift++;
-    if (((size_t)1 << shift) < size + TP__GUARD)
-        goto nomem;
-    for (unsigned n = TP__SLOTS; n; n /= 2)
-        if (((size_t)n << shift) >> shift == n && map_slots(w, n, shift) == 0)
+    unsigned n = TP__SLOTS;
+    while (n > 1 && ((size_t)n << shift) > TP__SLOTS_SPACE)
+        n /= 2;
+    for (; n > 1; n /= 2)
+        if (map_slots(w, n, shift, (size_t)1 << shift) == 0)
             return 0;
-nomem:
+    if (map_slots(w, 1, shift, size + TP__GUARD) == 0) /* (one needs no slack) */
+        return 0;
     w->map = NULL;
     errno = ENOMEM;
     return -1;
@@ -339,16 +349,15 @@ static void segv_handler(int sig, siginfo_t *si, void *uc)
     struct tp__worker *w = tp__self_worker;
     char *a = si->si_addr;
     (void)uc;
-    size_t slot_len = w ? (size_t)1 << w->slot_shift : 0;
     if (w && a >= w->map && a < w->map + w->map_len &&
-        ((size_t)(a - w->map) & (slot_len - 1)) < TP__GUARD) {
+        ((size_t)(a - w->map) & (((size_t)1 << w->slot_shift) - 1)) < TP__GUARD) {
         char num[24];
         say("threadplex: stack overflow: task ");
         (void)!write(2, num, w->current ? fmt_u64(num, w->current->id) : 0);
         say(" ran past the bottom of worker ");
         (void)!write(2, num, fmt_u64(num, w->index));
         say("'s shared stack (");
-        (void)!write(2, num, fmt_u64(num, (uint64_t)(slot_len - TP__GUARD)));
+        (void)!write(2, num, fmt_u64(num, (uint64_t)(w->slot_len - TP__GUARD)));
         say(" bytes; raise tp_pool_attr.stack_size); aborting\n");
         signal(SIGABRT, SIG_DFL);
         abort();

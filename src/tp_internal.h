@@ -388,7 +388,9 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
     pthread_t thread;
     char *map;                   /* mmap'ed region: nslots x (guard + stack), stack.c */
     size_t map_len;
-    unsigned slot_shift;         /* each slot is 1 << slot_shift bytes */
+    unsigned slot_shift;         /* slot s starts at map + (s << slot_shift) */
+    size_t slot_len;             /* and is this long: 1 << slot_shift, or less for a
+                                    worker with one slot of just the size asked */
     unsigned nslots;             /* shared stacks of this worker, 1..TP__SLOTS */
     unsigned last_slot;          /* the slot the last task ran in, */
     char *run_top;               /* where its frames start (tp__slot_top): the running
@@ -488,7 +490,7 @@ int64_t tp__timer_fire(struct tp__worker *w, int64_t now);
 void tp__timer_add(struct tp__worker *w, tp_task *t, int64_t deadline);
 void tp__timer_remove(struct tp__worker *w, tp_task *t);
 
-/* A worker's slots (stack.c): slot s is the 1 << slot_shift bytes from map + (s <<
+/* A worker's slots (stack.c): slot s is the slot_len bytes from map + (s <<
    slot_shift), a PROT_NONE guard band at its bottom, the task's frames growing down
    from its top.  A started task's slot is the one its stack pointer is in. */
 #define TP__GUARD (64 * 1024)
@@ -502,7 +504,7 @@ static inline char *tp__slot_lo(const struct tp__worker *w, unsigned s)
 }
 static inline char *tp__slot_hi(const struct tp__worker *w, unsigned s)
 {
-    return w->map + ((size_t)(s + 1) << w->slot_shift);
+    return w->map + ((size_t)s << w->slot_shift) + w->slot_len;
 }
 /* Where a task's frames start in slot s: a little below the slot's top, by a different
    amount in each slot.  The slots are a power of two apart, so their tops would all fall

@@ -1,6 +1,8 @@
 /* test_pool.c -- pools: creation and attributes, waiting, destroying, statistics,
  * several pools at once, and the version. */
+#include "config.h"
 #include "tp_test.h"
+#include "sanitize.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,6 +10,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#if HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
 
 START_TEST(test_create_defaults)
 {
@@ -254,6 +259,93 @@ START_TEST(test_create_out_of_descriptors)
 }
 END_TEST
 
+/* The process's address space in use, in bytes (VmSize), or 0. */
+static size_t vm_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+static tp_chan *as_a, *as_b;
+
+static void *as_pong(void *arg)
+{
+    (void)arg;
+    long v;
+    for (int i = 0; i < 100; i++) {
+        if (tp_chan_recv(as_a, &v, -1) != 0 || tp_chan_send(as_b, &(long){v + 1}, -1) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void *as_ping(void *arg)
+{
+    (void)arg;
+    long v = 0;
+    for (int i = 0; i < 100; i++) {
+        if (tp_chan_send(as_a, &v, -1) != 0 || tp_chan_recv(as_b, &v, -1) != 0)
+            return (void *)1;
+    }
+    return (void *)(intptr_t)(v == 100 ? 0 : 2);
+}
+
+/* Short of address space (RLIMIT_AS), a worker gets fewer stacks, and at the last one
+   of just the size asked, as before workers had several: a pool that fits with one
+   stack per worker is still created, and its tasks, now sharing that stack, run. */
+START_TEST(test_create_short_of_address_space)
+{
+#if TP_ASAN || TP_TSAN
+    printf("pool: address-space test skipped under a sanitizer runtime (its shadow "
+           "memory is address space too)\n");
+    return;
+#endif
+#if HAVE_VALGRIND
+    if (RUNNING_ON_VALGRIND) {
+        printf("pool: address-space test skipped under valgrind\n");
+        return;
+    }
+#endif
+    size_t in_use = vm_size();
+    ck_assert_uint_gt(in_use, 0);
+    /* Room for one 64 MiB stack and the worker thread's own, not for one 128 MiB slot
+       (let alone sixteen). */
+    struct rlimit old, rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &old), 0);
+    rl = old;
+    rl.rlim_cur = (rlim_t)in_use + ((rlim_t)100 << 20);
+    ck_assert(old.rlim_max == RLIM_INFINITY || rl.rlim_cur <= old.rlim_max);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    tp_pool_attr a = {.workers = 1, .stack_size = 64u << 20};
+    tp_pool *p = tp_pool_create(&a);
+    ck_assert_msg(p != NULL, "tp_pool_create: errno %d", errno);
+    ck_assert_ptr_nonnull(as_a = tp_chan_create(sizeof(long), 0));
+    ck_assert_ptr_nonnull(as_b = tp_chan_create(sizeof(long), 0));
+    tp_task *x = tp_spawn(p, as_ping, NULL), *y = tp_spawn(p, as_pong, NULL);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    void *rx = (void *)-1, *ry = (void *)-1;
+    ck_assert_int_eq(tp_join(x, &rx, -1), 0);
+    ck_assert_int_eq(tp_join(y, &ry, -1), 0);
+    ck_assert_ptr_null(rx);
+    ck_assert_ptr_null(ry);
+    tp_stats st;
+    tp_pool_stats(p, &st);
+    ck_assert_uint_gt(st.copied_bytes, 0); /* one stack for both: they took turns on it */
+    tp_chan_destroy(as_a);
+    tp_chan_destroy(as_b);
+    tp_pool_destroy(p);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
+}
+END_TEST
+
 START_TEST(test_version)
 {
     char v[32];
@@ -277,6 +369,7 @@ int main(void)
     tcase_add_test(tc, test_stats_count_switches_and_copies);
     tcase_add_test(tc, test_destroy_frees_unreleased);
     tcase_add_test(tc, test_create_out_of_descriptors);
+    tcase_add_test(tc, test_create_short_of_address_space);
     tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     return test_run(s);
