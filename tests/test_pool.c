@@ -273,28 +273,15 @@ static size_t vm_size(void)
     return kb * 1024;
 }
 
-static tp_chan *as_a, *as_b;
-
-static void *as_pong(void *arg)
+/* ponger's partner, as a task: v comes back from ponger one higher each round. */
+static void *pinger(void *arg)
 {
     (void)arg;
-    long v;
-    for (int i = 0; i < 100; i++) {
-        if (tp_chan_recv(as_a, &v, -1) != 0 || tp_chan_send(as_b, &(long){v + 1}, -1) != 0)
+    int v = 0;
+    for (int i = 0; i < 1000; i++)
+        if (tp_chan_send(pp_a, &v, -1) != 0 || tp_chan_recv(pp_b, &v, -1) != 0)
             return (void *)1;
-    }
-    return NULL;
-}
-
-static void *as_ping(void *arg)
-{
-    (void)arg;
-    long v = 0;
-    for (int i = 0; i < 100; i++) {
-        if (tp_chan_send(as_a, &v, -1) != 0 || tp_chan_recv(as_b, &v, -1) != 0)
-            return (void *)1;
-    }
-    return (void *)(intptr_t)(v == 100 ? 0 : 2);
+    return (void *)(intptr_t)(v == 1000 ? 0 : 2);
 }
 
 /* Short of address space (RLIMIT_AS), a worker gets fewer stacks, and at the last one
@@ -326,9 +313,9 @@ START_TEST(test_create_short_of_address_space)
     tp_pool_attr a = {.workers = 1, .stack_size = 64u << 20};
     tp_pool *p = tp_pool_create(&a);
     ck_assert_msg(p != NULL, "tp_pool_create: errno %d", errno);
-    ck_assert_ptr_nonnull(as_a = tp_chan_create(sizeof(long), 0));
-    ck_assert_ptr_nonnull(as_b = tp_chan_create(sizeof(long), 0));
-    tp_task *x = tp_spawn(p, as_ping, NULL), *y = tp_spawn(p, as_pong, NULL);
+    ck_assert_ptr_nonnull(pp_a = tp_chan_create(sizeof(int), 0));
+    ck_assert_ptr_nonnull(pp_b = tp_chan_create(sizeof(int), 0));
+    tp_task *x = tp_spawn(p, pinger, NULL), *y = tp_spawn(p, ponger, NULL);
     ck_assert_ptr_nonnull(x);
     ck_assert_ptr_nonnull(y);
     void *rx = (void *)-1, *ry = (void *)-1;
@@ -339,8 +326,8 @@ START_TEST(test_create_short_of_address_space)
     tp_stats st;
     tp_pool_stats(p, &st);
     ck_assert_uint_gt(st.copied_bytes, 0); /* one stack for both: they took turns on it */
-    tp_chan_destroy(as_a);
-    tp_chan_destroy(as_b);
+    tp_chan_destroy(pp_a);
+    tp_chan_destroy(pp_b);
     tp_pool_destroy(p);
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
 }
