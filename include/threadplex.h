@@ -50,7 +50,10 @@ typedef struct tp_chan tp_chan; /* opaque: one channel */
 typedef struct tp_pool_attr {
     unsigned workers;  /* worker pthreads; 0 = one per online CPU */
     size_t stack_size; /* bytes of each worker's shared stack; 0 = default (1 MiB) */
+    unsigned stacks;   /* shared stacks per worker, at most TP_POOL_MAX_STACKS; 0 = that
+                          many.  1: every task of a worker runs on the one stack */
 } tp_pool_attr;
+#define TP_POOL_MAX_STACKS 16
 
 /* Start a pool.  attr NULL = defaults.  EINVAL: absurd attributes; ENOMEM; EAGAIN:
    a worker thread could not be started. */

@@ -29,7 +29,7 @@ static int worker_init(tp_pool *pool, struct tp__worker *w, unsigned index)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
         return -1;
-    return tp__stack_create(w, pool->stack_size);
+    return tp__stack_create(w, pool->stack_size, pool->stacks);
 }
 
 static void worker_fini(struct tp__worker *w)
@@ -63,12 +63,15 @@ static void stop_workers(tp_pool *pool, unsigned started)
         pthread_join(pool->workers[i].thread, NULL);
 }
 
-static int attr_values(const tp_pool_attr *attr, unsigned *workers, size_t *stack)
+static int attr_values(const tp_pool_attr *attr, unsigned *workers, size_t *stack,
+                       unsigned *stacks)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *workers = attr && attr->workers ? attr->workers : (unsigned)(cpus > 0 ? cpus : 1);
     *stack = attr && attr->stack_size ? attr->stack_size : TP__DEFAULT_STACK;
-    if (*workers > TP__MAX_WORKERS || *stack < TP__MIN_STACK || *stack > TP__MAX_STACK) {
+    *stacks = attr && attr->stacks ? attr->stacks : TP__SLOTS;
+    if (*workers > TP__MAX_WORKERS || *stack < TP__MIN_STACK || *stack > TP__MAX_STACK ||
+        *stacks > TP__SLOTS) {
         errno = EINVAL;
         return -1;
     }
@@ -77,9 +80,9 @@ static int attr_values(const tp_pool_attr *attr, unsigned *workers, size_t *stac
 
 tp_pool *tp_pool_create(const tp_pool_attr *attr)
 {
-    unsigned n, i = 0, started = 0;
+    unsigned n, stacks, i = 0, started = 0;
     size_t stack;
-    if (attr_values(attr, &n, &stack) < 0)
+    if (attr_values(attr, &n, &stack, &stacks) < 0)
         return NULL;
     tp_pool *pool = tp__calloc(1, sizeof *pool);
     if (!pool) {
@@ -88,6 +91,7 @@ tp_pool *tp_pool_create(const tp_pool_attr *attr)
     }
     pool->nworkers = n;
     pool->stack_size = stack;
+    pool->stacks = stacks;
     pthread_mutex_init(&pool->idle_mu, NULL);
     pthread_cond_init(&pool->idle_cv, NULL);
     int err = ENOMEM;

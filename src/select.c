@@ -302,7 +302,7 @@ static int run(struct sel *s, int64_t deadline)
         r = reg_new(s, self);
         if (TP__UNLIKELY(!r))
             return -ENOMEM;
-        if (self && TP__UNLIKELY(tp__park_reserve(self) < 0)) {
+        if (self && TP__UNLIKELY(tp__park_reserve(self, deadline >= 0) < 0)) {
             free(r);
             return -ENOMEM;
         }

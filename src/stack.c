@@ -91,14 +91,14 @@ static int map_slots(struct tp__worker *w, unsigned n, unsigned shift, size_t sl
    the address space is short (RLIMIT_AS, strict overcommit, the mapping count); last,
    one stack of just the size asked, as before there were slots, so that a pool that
    fits with one stack per worker still fits. */
-int tp__stack_create(struct tp__worker *w, size_t size)
+int tp__stack_create(struct tp__worker *w, size_t size, unsigned nslots)
 {
     size_t ps = page_size();
     size = (size + ps - 1) & ~(ps - 1);
     unsigned shift = 12;
     while (((size_t)1 << shift) < size + TP__GUARD) /* (size <= TP__MAX_STACK: pool.c) */
         shift++;
-    unsigned n = TP__SLOTS;
+    unsigned n = nslots;
     while (n > 1 && ((size_t)n << shift) > TP__SLOTS_SPACE)
         n /= 2;
     for (; n > 1; n /= 2)
@@ -146,19 +146,17 @@ static inline void copy_in(char *dst, const char *src, size_t len)
         memcpy(dst + i, src + i, 8);
 }
 
-/* Called by the running task just before it parks, with its current stack pointer:
-   makes sure its save buffer can hold the segment, so the later copy-out (done lazily by
-   the scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is
-   far larger than needed. */
-int tp__stack_reserve(tp_task *t, char *sp, bool timed)
+/* The room tp__stack_reserve makes: a save buffer that can hold the segment from sp
+   (and the timer node of a timed park), so that the later copy-out (done lazily by the
+   scheduler, where no error can be returned) cannot fail.  Shrinks a buffer that is far
+   larger than needed. */
+int tp__stack_reserve_room(tp_task *t, char *sp, bool timed, bool keep_fp)
 {
     struct tp__worker *w = t->worker;
     /* Rounded up to a size malloc hands out whole: its chunks are multiples of 16
        bytes with an 8-byte header, so 16k+8 bytes fill one (glibc; elsewhere harmless).
        The slack absorbs small variations of depth without a realloc.  (The task runs,
        so it is in no timer tree: save_cap has no TP__SAVE_TIMED.) */
-    bool keep_fp = !tp__ctx_fp_is_default();
-    w->park_fp = keep_fp; /* for the park this reserves for: see ctx.h */
     size_t need = (size_t)(w->run_top - TP__CTX_TOP - sp) + TP__CTX_PARK_FRAME(keep_fp) +
                   (timed ? sizeof(struct tp__tnode) : 0);
     need = ((need + 8 + 15) & ~(size_t)15) - 8;

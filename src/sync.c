@@ -22,12 +22,11 @@
 
 /* ----------------------------------------------------------- shared helpers ---- */
 
-__attribute__((noinline)) int tp__park_reserve(tp_task *t)
+__attribute__((noinline)) int tp__park_reserve(tp_task *t, bool timed)
 {
     /* Measured here, one call below the caller: every park the caller makes later goes
-       through a few more frames, which TP__PARK_MARGIN covers; with room for a timer
-       node, which a park with a deadline will need. */
-    return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN, true);
+       through a few more frames, which TP__PARK_MARGIN covers. */
+    return tp__stack_reserve(t, tp__ctx_sp() - TP__PARK_MARGIN, timed);
 }
 
 /* Fill w and n (the caller's registration, carrying val) and queue n on q. */
@@ -240,7 +239,7 @@ int tp_cond_wait(tp_cond *pc, tp_mutex *pm, int64_t deadline)
         return fail(ETIMEDOUT);
     /* Reserve now, while failing still leaves everything as it was: after the mutex is
        released the re-acquire below must not fail. */
-    if (self && TP__UNLIKELY(tp__park_reserve(self) < 0))
+    if (self && TP__UNLIKELY(tp__park_reserve(self, deadline >= 0) < 0))
         return fail(ENOMEM);
     int rc = self ? cond_block(COND(pc), m, &self->wait, &self->node, self, deadline)
                   : cond_block_thread(COND(pc), m, deadline);

@@ -37,8 +37,8 @@
 #define TP__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TP__CACHELINE 64
-/* Shared stacks ("slots") per worker, at most (stack.c). */
-#define TP__SLOTS 16
+/* Shared stacks ("slots") per worker, at most and by default (stack.c). */
+#define TP__SLOTS TP_POOL_MAX_STACKS
 _Static_assert(TP__SLOTS <= 32, "a worker's slot_free has a bit per slot");
 /* For the entry points of the operations programs make millions of times a second.
    Their fast paths are a few dozen instructions; where those fall relative to 64-byte
@@ -448,6 +448,7 @@ struct __attribute__((aligned(TP__CACHELINE))) tp__worker {
 struct tp_pool {
     unsigned nworkers;
     size_t stack_size;
+    unsigned stacks;              /* slots per worker asked for (tp_pool_attr.stacks) */
     struct tp__worker *workers;   /* array of nworkers */
     atomic_uint rr;               /* round robin for spawns from plain threads */
     atomic_int sleepers;          /* workers asleep: spawners wake one to steal */
@@ -538,9 +539,26 @@ void tp__done_remove(tp_task *t);
 void tp__done_free_all(struct tp__worker *w);
 
 /* stack.c */
-int tp__stack_create(struct tp__worker *w, size_t size);
+int tp__stack_create(struct tp__worker *w, size_t size, unsigned nslots);
 void tp__stack_destroy(struct tp__worker *w);
-int tp__stack_reserve(tp_task *t, char *sp, bool timed);
+int tp__stack_reserve_room(tp_task *t, char *sp, bool timed, bool keep_fp);
+/* Called by the running task just before it switches out, with the stack pointer it
+   will switch at (sp); timed: the park has a deadline.  Records whether its FP controls
+   are its own (w->park_fp, see ctx.h), and makes sure that its frames can be copied out
+   later, where no error can be reported: 0, or -1/ENOMEM.  A task whose slot is its own
+   for life (not the last slot, which all tasks beyond the first few share: see
+   fresh_slot in sched.c) is never copied out, so only a timed park, whose timer node
+   lives in the save buffer, needs room then; checked inline, as a ping-pong pair parks
+   this way on every switch. */
+static inline int tp__stack_reserve(tp_task *t, char *sp, bool timed)
+{
+    struct tp__worker *w = t->worker;
+    bool keep_fp = !tp__ctx_fp_is_default();
+    w->park_fp = keep_fp;
+    if (!timed && w->last_slot + 1 < w->nslots)
+        return 0;
+    return tp__stack_reserve_room(t, sp, timed, keep_fp);
+}
 void tp__stack_save(struct tp__worker *w, tp_task *t, char *top);
 void tp__stack_restore(struct tp__worker *w, tp_task *t, char *top);
 void tp__stack_release(struct tp__worker *w, tp_task *t);
@@ -601,8 +619,9 @@ uint64_t tp__pool_live(tp_pool *pool);
    lead to tp__park. */
 #define TP__PARK_MARGIN 1024
 /* Reserve t's stack-save buffer for a park a little deeper than the caller, so that a
-   later tp__wait_block cannot fail with ENOMEM.  -1/ENOMEM. */
-int tp__park_reserve(tp_task *t);
+   later tp__wait_block cannot fail with ENOMEM; timed: with room for the timer node
+   of a park with a deadline.  -1/ENOMEM. */
+int tp__park_reserve(tp_task *t, bool timed);
 /* Queue the caller (task or thread) on q, guarded by lock, which the caller holds, and
    block until completed or the deadline; val is stored in the node, cancel (which may
    be TP__CANCEL_NONE without a deadline) withdraws it after a timeout.  Returns the

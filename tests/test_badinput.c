@@ -316,6 +316,7 @@ struct row {
     X(THREAD, P(tp_pool_create(&(tp_pool_attr){.stack_size = 16383})), 0, EINVAL)          \
     X(THREAD, P(tp_pool_create(&(tp_pool_attr){.stack_size = (1ul << 30) + 1})), 0, EINVAL) \
     X(THREAD, P(tp_pool_create(&(tp_pool_attr){.stack_size = SIZE_MAX})), 0, EINVAL)       \
+    X(THREAD, P(tp_pool_create(&(tp_pool_attr){.stacks = TP_POOL_MAX_STACKS + 1})), 0, EINVAL) \
     X(BOTH, tp_pool_wait(NULL), -1, EINVAL)                                                \
     X(BOTH, tp_pool_destroy(NULL), -1, EINVAL)                                             \
     X(BOTH, tp_pool_stats(NULL, &(tp_stats){0}), -1, EINVAL)                               \

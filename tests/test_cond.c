@@ -8,10 +8,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-/* Run fn(arg) as a task of a fresh pool and return its result. */
-static void *in_task(void *(*fn)(void *), void *arg)
+/* Run fn(arg) as a task of a fresh pool (stacks per worker: 0, the default) and return
+   its result. */
+static void *in_task_stacks(unsigned stacks, void *(*fn)(void *), void *arg)
 {
-    tp_pool *p = test_pool(2);
+    tp_pool *p = test_pool_stacks(2, stacks);
     tp_task *t = tp_spawn(p, fn, arg);
     ck_assert_ptr_nonnull(t);
     void *res = (void *)1;
@@ -19,6 +20,8 @@ static void *in_task(void *(*fn)(void *), void *arg)
     ck_assert_int_eq(tp_pool_destroy(p), 0);
     return res;
 }
+
+static void *in_task(void *(*fn)(void *), void *arg) { return in_task_stacks(0, fn, arg); }
 
 /* Spawn into pool p, or start a plain thread when p is NULL. */
 struct party {
@@ -91,7 +94,8 @@ START_TEST(test_cond_errors)
 }
 END_TEST
 
-/* A task that has never parked has no stack-save buffer yet: make allocating it fail.
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail
+   (on workers with one stack, where a parked task must be able to be copied out).
    The wait must fail before releasing anything. */
 static void *wait_without_memory(void *arg)
 {
@@ -110,7 +114,7 @@ START_TEST(test_cond_enomem)
     struct pair *x = malloc(sizeof *x);
     tp_mutex_init(&x->m);
     tp_cond_init(&x->c);
-    ck_assert_ptr_eq(in_task(wait_without_memory, x), (void *)1);
+    ck_assert_ptr_eq(in_task_stacks(1, wait_without_memory, x), (void *)1);
     ck_assert_int_eq(tp_cond_destroy(&x->c), 0);
     ck_assert_int_eq(tp_mutex_destroy(&x->m), 0);
     free(x);

@@ -55,7 +55,8 @@ START_TEST(test_mutex_errors)
 }
 END_TEST
 
-/* A task that has never parked has no stack-save buffer yet: make allocating it fail. */
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail
+   (on a worker with one stack, where a parked task must be able to be copied out). */
 static void *lock_without_memory(void *arg)
 {
     atomic_store(&tp__alloc_countdown, 1);
@@ -67,7 +68,7 @@ static void *lock_without_memory(void *arg)
 
 START_TEST(test_mutex_enomem)
 {
-    tp_pool *p = test_pool(1);
+    tp_pool *p = test_pool_stacks(1, 1);
     tp_mutex *m = malloc(sizeof *m);
     tp_mutex_init(m);
     ck_assert_int_eq(tp_mutex_lock(m), 0);

@@ -4,6 +4,7 @@
 #include "tp_test.h"
 #include "sanitize.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,6 +35,10 @@ START_TEST(test_create_bad_attr)
     a = (tp_pool_attr){.workers = 1, .stack_size = 100};
     ck_assert_err(tp_pool_create(&a), EINVAL);
     a = (tp_pool_attr){.workers = 1, .stack_size = (size_t)1 << 40};
+    ck_assert_err(tp_pool_create(&a), EINVAL);
+    a = (tp_pool_attr){.workers = 1, .stacks = TP_POOL_MAX_STACKS + 1};
+    ck_assert_err(tp_pool_create(&a), EINVAL);
+    a = (tp_pool_attr){.workers = 1, .stacks = UINT_MAX};
     ck_assert_err(tp_pool_create(&a), EINVAL);
     ck_assert_err(tp_pool_wait(NULL), EINVAL);
     ck_assert_err(tp_pool_destroy(NULL), EINVAL);

@@ -429,9 +429,9 @@ static void *ring_task(void *arg)
     return (void *)(intptr_t)bad;
 }
 
-static void run_ring(int n, int laps, tp_stats *st)
+static void run_ring(int n, int laps, unsigned stacks, tp_stats *st)
 {
-    tp_pool *p = test_pool(1);
+    tp_pool *p = test_pool_stacks(1, stacks);
     ring_n = n;
     ring_laps = laps;
     tp_task *t[RING_MAX];
@@ -455,20 +455,67 @@ static void run_ring(int n, int laps, tp_stats *st)
 START_TEST(test_ring_within_stacks_never_copies)
 {
     tp_stats st;
-    run_ring(8, 200, &st);
+    run_ring(8, 200, 0, &st);
     ck_assert_uint_ge(st.switches, 8 * 200); /* each task parked on every lap */
     ck_assert_uint_eq(st.copied_bytes, 0);
+}
+END_TEST
+
+/* The same ring on a worker with one stack (tp_pool_attr.stacks): every hop copies a
+   task out and the next one in. */
+START_TEST(test_ring_on_one_stack_copies_intact)
+{
+    tp_stats st;
+    run_ring(8, 200, 1, &st);
+    ck_assert_uint_gt(st.copied_bytes, (uint64_t)8 * 199 * 2 * RING_DEEP);
+    ck_assert_uint_eq(st.saved_bytes, 0);
 }
 END_TEST
 
 START_TEST(test_ring_beyond_stacks_copies_intact)
 {
     tp_stats st;
-    run_ring(RING_MAX, 50, &st);
+    run_ring(RING_MAX, 50, 0, &st);
     /* the 25 tasks that share a stack copy their frames out and in on every lap but
        the first (no copy in: they start there) */
     ck_assert_uint_gt(st.copied_bytes, (uint64_t)25 * 49 * 2 * RING_DEEP);
     ck_assert_uint_eq(st.saved_bytes, 0);
+}
+END_TEST
+
+/* A task with a stack of its own is never copied out, so its parks make no room for
+   that: with the next allocation set to fail, it still parks and wakes.  (On a worker
+   with one stack the same park fails with ENOMEM: test_mutex_enomem, test_faults.) */
+static void *park_without_memory(void *arg)
+{
+    atomic_store(&tp__alloc_countdown, 1);
+    int v = 0;
+    int rc = tp_chan_recv(arg, &v, -1);
+    long left = atomic_exchange(&tp__alloc_countdown, 0);
+    return (void *)(intptr_t)(rc == 0 && v == 42 && left == 1);
+}
+
+START_TEST(test_own_stack_parks_without_memory)
+{
+    tp_pool *p = test_pool(1);
+    tp_chan *ch = tp_chan_create(sizeof(int), 0);
+    ck_assert_ptr_nonnull(ch);
+    tp_task *t = tp_spawn(p, park_without_memory, ch);
+    ck_assert_ptr_nonnull(t);
+    tp_stats st;
+    do { /* until it parks, or finishes (having failed to) */
+        sched_yield();
+        tp_pool_stats(p, &st);
+    } while (st.tasks_parked == 0 && st.tasks_live == 1);
+    ck_assert_msg(st.tasks_parked == 1, "the task did not park");
+    ck_assert_uint_eq(st.saved_capacity, 0);
+    int v = 42;
+    ck_assert_int_eq(tp_chan_send(ch, &v, -1), 0);
+    void *ok = NULL;
+    ck_assert_int_eq(tp_join(t, &ok, -1), 0);
+    ck_assert_ptr_eq(ok, (void *)1);
+    tp_chan_destroy(ch);
+    tp_pool_destroy(p);
 }
 END_TEST
 
@@ -484,11 +531,14 @@ static void *goes_deep_then_shallow(void *arg)
 
 START_TEST(test_save_buffer_shrinks)
 {
-    tp_pool *p = test_pool(1);
+    tp_pool *p = test_pool_stacks(1, 1); /* (a task with a stack of its own has no buffer) */
     deep_ch = tp_chan_create(sizeof(int), 0);
     tp_task *t = tp_spawn(p, goes_deep_then_shallow, NULL);
     int v = 0;
     tp_stats st;
+    wait_parked(p, 1);
+    tp_pool_stats(p, &st);
+    ck_assert_uint_ge(st.saved_capacity, 32768); /* room for the deep park */
     ck_assert_int_eq(tp_chan_send(deep_ch, &v, -1), 0); /* wakes the deep park */
     do {
         tp_pool_stats(p, &st);
@@ -745,6 +795,8 @@ int main(void)
     tcase_add_test(deep_tc, test_deep_stacks_survive);
     tcase_add_test(deep_tc, test_ring_within_stacks_never_copies);
     tcase_add_test(deep_tc, test_ring_beyond_stacks_copies_intact);
+    tcase_add_test(deep_tc, test_ring_on_one_stack_copies_intact);
+    tcase_add_test(deep_tc, test_own_stack_parks_without_memory);
     tcase_add_test(deep_tc, test_save_buffer_shrinks);
     tcase_add_test(deep_tc, test_100k_parked);
     suite_add_tcase(s, deep_tc);

@@ -50,7 +50,8 @@ START_TEST(test_wg_errors)
 }
 END_TEST
 
-/* A task that has never parked has no stack-save buffer yet: make allocating it fail. */
+/* A task that has never parked has no stack-save buffer yet: make allocating it fail
+   (on a worker with one stack, where a parked task must be able to be copied out). */
 static void *wait_without_memory(void *arg)
 {
     atomic_store(&tp__alloc_countdown, 1);
@@ -62,7 +63,7 @@ static void *wait_without_memory(void *arg)
 
 START_TEST(test_wg_enomem)
 {
-    tp_pool *p = test_pool(1);
+    tp_pool *p = test_pool_stacks(1, 1);
     tp_wg *g = malloc(sizeof *g);
     tp_wg_init(g);
     tp_wg_add(g, 1);

@@ -20,14 +20,17 @@
 #define TEST_UNDER_TSAN 0
 #endif
 
-/* A pool with n workers (0 = one per CPU); fails the test if it cannot be made. */
-static inline tp_pool *test_pool(unsigned n)
+/* A pool with n workers (0 = one per CPU) of `stacks` shared stacks each (0 = the
+   default); fails the test if it cannot be made. */
+static inline tp_pool *test_pool_stacks(unsigned n, unsigned stacks)
 {
-    tp_pool_attr a = {.workers = n, .stack_size = 0};
+    tp_pool_attr a = {.workers = n, .stack_size = 0, .stacks = stacks};
     tp_pool *p = tp_pool_create(&a);
     ck_assert_msg(p != NULL, "tp_pool_create: errno %d", errno);
     return p;
 }
+
+static inline tp_pool *test_pool(unsigned n) { return test_pool_stacks(n, 0); }
 
 /* Assert that an expression returned -1 (or NULL) and set errno to e. */
 #define ck_assert_err(expr, e)                                                           \
