@@ -230,7 +230,7 @@ static inline int finish(tp__spin *held, struct tp__wnode *wake, int rc)
 {
     tp__spin_unlock(held);
     if (wake)
-        tp__wait_complete(wake->w, 0);
+        tp__wait_complete_inline(wake->w, 0);
     return rc ? fail(rc) : 0;
 }
 

@@ -103,11 +103,10 @@ static void inbox_push(struct tp__worker *w, tp_task *t)
     while (!atomic_compare_exchange_weak(&w->inbox, &head, t));
 }
 
-/* On w's thread: move everything in the inbox into the ready tree, oldest first. */
-static void drain_inbox(struct tp__worker *w)
+/* On w's thread: move everything in the inbox into the ready tree, oldest first.  (The
+   inbox is nearly always empty: the check is inline, in drain_inbox.) */
+static __attribute__((noinline)) void drain_inbox_slow(struct tp__worker *w)
 {
-    if (!atomic_load_explicit(&w->inbox, memory_order_relaxed))
-        return;
     tp_task *t = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
     tp_task *fifo = NULL;
     while (t) { /* reverse the newest-first stack */
@@ -123,16 +122,17 @@ static void drain_inbox(struct tp__worker *w)
     }
 }
 
+static inline void drain_inbox(struct tp__worker *w)
+{
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+        drain_inbox_slow(w);
+}
+
 /* A wake-up from this worker's own thread costs no atomic operation at all; one from
    elsewhere is a compare-and-swap, plus a write to the eventfd if the worker sleeps. */
-void tp__wake(tp_task *t)
+void tp__wake_remote(tp_task *t)
 {
     struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
-    if (w == tp__self_worker) {
-        tp__count(&w->st_woken, 1);
-        tp__ready_local(w, t);
-        return;
-    }
     atomic_fetch_add_explicit(&w->st_rwoken, 1, memory_order_relaxed);
     /* Once t is queued it may run, finish, and let tp_pool_destroy free w: announce
        ourselves first, so that destroy waits until we no longer touch w. */

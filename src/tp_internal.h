@@ -209,7 +209,8 @@ static inline bool tp__wait_claim(struct tp__wait *w)
     return atomic_compare_exchange_strong_explicit(&w->state, &open, open | TP__WAIT_CLAIMED,
                                                    memory_order_acq_rel, memory_order_acquire);
 }
-/* After a successful claim: record the outcome and wake the party. */
+/* After a successful claim: record the outcome and wake the party.  (Inline, as
+   tp__wait_complete_inline, where a channel operation completes a waiter.) */
 void tp__wait_complete(struct tp__wait *w, int status);
 /* After a successful claim by the waiting side (a timeout): withdraw its registrations. */
 void tp__wait_cancel(struct tp__wait *w);
@@ -519,7 +520,6 @@ static inline char *tp__slot_top(const struct tp__worker *w, unsigned s)
 
 /* sched.c */
 void *tp__worker_main(void *arg);
-void tp__wake(tp_task *t);                  /* make a parked task ready, from anywhere */
 /* Make t ready on w, from w's own thread (a task of w, or w's scheduler).  A task that
    parked with a deadline is still in the timer tree: only this thread may take it out. */
 static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
@@ -527,6 +527,30 @@ static inline void tp__ready_local(struct tp__worker *w, tp_task *t)
     if (t->save_cap & TP__SAVE_TIMED)
         tp__timer_remove(w, t);
     tp__rq_push(&w->ready, &t->rql, t->prio, t->sp ? t->save : NULL); /* (see ready_pop) */
+}
+void tp__wake_remote(tp_task *t);
+/* Make a parked task ready, from anywhere.  From its own worker's thread it is a push
+   on the ready queue, inline: two tasks of a worker talking over a channel do it on
+   every exchange. */
+static inline void tp__wake(tp_task *t)
+{
+    struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
+    if (w == tp__self_worker) {
+        tp__count(&w->st_woken, 1);
+        tp__ready_local(w, t);
+        return;
+    }
+    tp__wake_remote(t);
+}
+/* wait.c: tp__wait_complete for a plain thread's wait. */
+void tp__wait_wake_thread(struct tp__wait *w);
+static inline void tp__wait_complete_inline(struct tp__wait *w, int status)
+{
+    w->status = status;
+    if (atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK)
+        tp__wake(tp__wait_task(w));
+    else
+        tp__wait_wake_thread(w);
 }
 void tp__place_new(tp_pool *pool, tp_task *t);
 int tp__park(tp_task *t, tp__spin *held, int64_t deadline);

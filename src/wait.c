@@ -18,11 +18,11 @@ static bool is_task(struct tp__wait *w)
 
 void tp__wait_complete(struct tp__wait *w, int status)
 {
-    w->status = status;
-    if (is_task(w)) {
-        tp__wake(tp__wait_task(w));
-        return;
-    }
+    tp__wait_complete_inline(w, status);
+}
+
+void tp__wait_wake_thread(struct tp__wait *w)
+{
     /* A woken thread may return and reuse its stack at once: after the store, w is
        only an address for the futex call (a stale wake-up there is harmless). */
     atomic_fetch_or_explicit(&w->state, TP__WAIT_WOKEN, memory_order_release);
