@@ -220,15 +220,36 @@ void tp__wait_cancel(struct tp__wait *w);
    could not be saved, in which case `held` is still held and nothing was parked). */
 int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline);
 
-void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n);
+static inline void tp__wq_remove_inline(struct tp__wqueue *q, struct tp__wnode *n)
+{
+    if (n->next == n) {
+        q->head = NULL;
+    } else {
+        n->prev->next = n->next;
+        n->next->prev = n->prev;
+        if (q->head == n)
+            q->head = n->next;
+    }
+    n->prev = NULL; /* not queued */
+}
+void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n); /* the same, out of line */
 static inline bool tp__wq_queued(const struct tp__wnode *n) { return n->prev != NULL; }
 /* The first registration whose wait we manage to claim (removed), or NULL.  Entries
-   whose wait was claimed by someone else are left for their claimer to remove.  The
-   empty case inline: a buffered channel asks on every operation. */
+   whose wait was claimed by someone else are left for their claimer to remove.  Inline
+   when the queue is empty (a buffered channel asks on every operation) or its first
+   wait can have no other claimer (TP__WAIT_SOLE: the rendezvous of a channel operation
+   without a deadline). */
 struct tp__wnode *tp__wq_claim_scan(struct tp__wqueue *q); /* q not empty */
 static inline struct tp__wnode *tp__wq_claim_first(struct tp__wqueue *q)
 {
-    return q->head ? tp__wq_claim_scan(q) : NULL;
+    struct tp__wnode *n = q->head;
+    if (!n)
+        return NULL;
+    if (atomic_load_explicit(&n->w->state, memory_order_relaxed) & TP__WAIT_SOLE) {
+        tp__wq_remove_inline(q, n);
+        return n;
+    }
+    return tp__wq_claim_scan(q);
 }
 /* Queue n at the tail of q (the caller holds the lock that guards q). */
 static inline void tp__wnode_queue(struct tp__wnode *n, struct tp__wqueue *q)

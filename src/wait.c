@@ -75,15 +75,7 @@ int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 
 void tp__wq_remove(struct tp__wqueue *q, struct tp__wnode *n)
 {
-    if (n->next == n) {
-        q->head = NULL;
-    } else {
-        n->prev->next = n->next;
-        n->next->prev = n->prev;
-        if (q->head == n)
-            q->head = n->next;
-    }
-    n->prev = NULL; /* not queued */
+    tp__wq_remove_inline(q, n);
 }
 
 struct tp__wnode *tp__wq_claim_scan(struct tp__wqueue *q)
