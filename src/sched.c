@@ -198,11 +198,10 @@ static void fresh_push(struct tp__worker *w, tp_task *t, bool from_task)
 }
 
 /* By the owner: the newest of its own first, alternating with the injected FIFO so
-   neither can starve the other. */
-static tp_task *fresh_take(struct tp__worker *w)
+   neither can starve the other.  (Mostly there are none: the check is inline, in
+   fresh_take.) */
+static __attribute__((noinline)) tp_task *fresh_take_locked(struct tp__worker *w)
 {
-    if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
-        return NULL;
     tp_task *t;
     tp__spin_lock(&w->lock);
     if ((w->turn & 2) && (t = list_pop_head(&w->inject_head, &w->inject_tail)))
@@ -215,6 +214,13 @@ static tp_task *fresh_take(struct tp__worker *w)
         atomic_fetch_sub(&w->nfresh, 1);
     tp__spin_unlock(&w->lock);
     return t;
+}
+
+static inline tp_task *fresh_take(struct tp__worker *w)
+{
+    if (!atomic_load_explicit(&w->nfresh, memory_order_relaxed))
+        return NULL;
+    return fresh_take_locked(w);
 }
 
 /* A thief's patience: true once `t` has been the candidate recorded in (*seen, *since)
@@ -260,7 +266,7 @@ static tp_task *steal_fresh(struct tp__worker *v, int64_t now)
    one it will lock next) is fetched while its stack is copied in.  Prefetches never
    fault, so a stale node.q (a task whose last wait was something else, or a freed
    channel) costs a useless fetch at most.  W4 t1 0.89, t2 0.90 with them. */
-static tp_task *ready_pop(struct tp__worker *w)
+static inline __attribute__((always_inline)) tp_task *ready_pop(struct tp__worker *w)
 {
     const void *hint;
     struct tp__rqlink *l = tp__rq_pop(&w->ready, &hint);
@@ -394,17 +400,18 @@ static tp_task *take_next(struct tp__worker *w)
     return atomic_exchange(&w->next, NULL);
 }
 
+/* Woken tasks and new ones by turns, so that neither starves the other.  (The ready
+   queue is popped in one place: inline, as is the rest, in both of pick's callers.) */
 static inline __attribute__((always_inline)) tp_task *pick(struct tp__worker *w)
 {
     tp_task *t;
     drain_inbox(w);
-    if (w->turn++ & 1) { /* woken tasks first this time */
-        if ((t = ready_pop(w)))
-            return t;
-    }
-    if ((t = take_next(w)) || (t = fresh_take(w)))
+    bool woken_first = w->turn++ & 1;
+    if (!woken_first && ((t = take_next(w)) || (t = fresh_take(w))))
         return t;
-    return ready_pop(w);
+    if ((t = ready_pop(w)) || !woken_first)
+        return t;
+    return (t = take_next(w)) ? t : fresh_take(w);
 }
 
 static uint64_t rng_next(uint64_t *s)
