@@ -141,13 +141,25 @@ static struct rqitem *rq_expected(struct rqitem *it, unsigned n)
     return best;
 }
 
-/* Exactly the levels of the priorities queued are in the tree, each keyed by its
-   priority, with its oldest item at the head and its newest at the tail. */
+/* A single item may be the queue's solo entry, out of every level.  Otherwise the
+   levels of the priorities queued are in the tree, each keyed by its priority, with its
+   oldest item at the head and its newest at the tail; the others are empty (an emptied
+   level may stay in the tree until it is in a pop's way). */
 static void rq_check(struct tp__readyq *q, struct rqitem *it, unsigned n)
 {
     size_t queued = 0, levels = 0;
-    for (unsigned i = 0; i < n; i++)
+    struct rqitem *one = NULL;
+    for (unsigned i = 0; i < n; i++) {
         queued += it[i].queued;
+        if (it[i].queued)
+            one = &it[i];
+    }
+    if (q->solo) {
+        ck_assert_uint_eq(queued, 1);
+        ck_assert_ptr_eq(q->solo, &one->link);
+        ck_assert_int_eq(q->solo_prio, one->prio);
+        one->queued = false; /* (for the levels' check below: all empty) */
+    }
     for (int p = -128; p < 128; p++) {
         struct tp__rqlevel *lv = &q->lv[p + 128];
         struct rqitem *oldest = NULL, *newest = NULL;
@@ -159,16 +171,22 @@ static void rq_check(struct tp__readyq *q, struct rqitem *it, unsigned n)
             if (!newest || it[i].seq > newest->seq)
                 newest = &it[i];
         }
-        ck_assert_int_eq(tp__rb_linked(&lv->node), oldest != NULL);
-        if (!oldest)
+        if (tp__rb_linked(&lv->node)) {
+            levels++;
+            ck_assert_int_eq(lv->node.key, p);
+        }
+        if (!oldest) {
+            ck_assert_ptr_null(lv->head);
             continue;
-        levels++;
-        ck_assert_int_eq(lv->node.key, p);
+        }
+        ck_assert(tp__rb_linked(&lv->node));
         ck_assert_ptr_eq(lv->head, &oldest->link);
         ck_assert_ptr_eq(lv->tail, &newest->link);
     }
     ck_assert_uint_eq(q->n, queued);
     check_tree(&q->levels, levels);
+    if (q->solo)
+        one->queued = true;
 }
 
 START_TEST(test_readyq_against_reference)
@@ -215,7 +233,8 @@ START_TEST(test_readyq_against_reference)
     while (tp__rq_pop(&q, &hint))
         ;
     ck_assert_uint_eq(q.n, 0);
-    ck_assert_ptr_null(q.levels.root);
+    for (int i = 0; i < TP__RQ_LEVELS; i++) /* (emptied levels may stay in the tree) */
+        ck_assert_ptr_null(lv[i].head);
 }
 END_TEST
 
