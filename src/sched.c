@@ -715,6 +715,7 @@ void *tp__worker_main(void *arg)
     tp__ctx_fp_set_default(); /* what the scheduler must run with: see ctx.h */
     tp__bias_worker_start();
     tp__altstack_setup(w);
+    tp__stack_touch(w);
     worker_init_sanitizers(w);
     for (;;) {
         int64_t deadline = -1;

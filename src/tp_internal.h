@@ -586,6 +586,7 @@ void tp__done_free_all(struct tp__worker *w);
 /* stack.c */
 int tp__stack_create(struct tp__worker *w, size_t size, unsigned nslots);
 void tp__stack_destroy(struct tp__worker *w);
+void tp__stack_touch(struct tp__worker *w);
 int tp__stack_reserve_room(tp_task *t, char *sp, bool timed, bool keep_fp);
 /* Called by the running task just before it switches out, with the stack pointer it
    will switch at (sp); timed: the park has a deadline.  Records whether its FP controls
