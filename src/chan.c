@@ -59,7 +59,7 @@ static __attribute__((noinline)) int fail(int err)
    w->dest), a plain thread's is w->obj. */
 static struct tp__wnode *registration(struct tp__wait *w)
 {
-    if (atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK)
+    if (tp__wait_is_task(w))
         return &tp__wait_task(w)->node;
     return w->obj;
 }

@@ -400,6 +400,13 @@ static tp_task *take_next(struct tp__worker *w)
     return atomic_exchange(&w->next, NULL);
 }
 
+/* A never-run task: the runnext one, else one of the lists. */
+static inline tp_task *take_new(struct tp__worker *w)
+{
+    tp_task *t = take_next(w);
+    return t ? t : fresh_take(w);
+}
+
 /* Woken tasks and new ones by turns, so that neither starves the other.  (The ready
    queue is popped in one place: inline, as is the rest, in both of pick's callers.) */
 static inline __attribute__((always_inline)) tp_task *pick(struct tp__worker *w)
@@ -407,11 +414,11 @@ static inline __attribute__((always_inline)) tp_task *pick(struct tp__worker *w)
     tp_task *t;
     drain_inbox(w);
     bool woken_first = w->turn++ & 1;
-    if (!woken_first && ((t = take_next(w)) || (t = fresh_take(w))))
+    if (!woken_first && (t = take_new(w)))
         return t;
     if ((t = ready_pop(w)) || !woken_first)
         return t;
-    return (t = take_next(w)) ? t : fresh_take(w);
+    return take_new(w);
 }
 
 static uint64_t rng_next(uint64_t *s)

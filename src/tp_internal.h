@@ -359,7 +359,11 @@ struct tp_task {
 _Static_assert(sizeof(struct tp_task) <= 104, "tp_task grew past a malloc chunk boundary");
 #endif
 
-/* The task whose own wait w is (w's TP__WAIT_TASK bit is set). */
+/* Whether w is a task's own wait (else a plain thread's), and that task. */
+static inline bool tp__wait_is_task(struct tp__wait *w)
+{
+    return atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK;
+}
 static inline tp_task *tp__wait_task(struct tp__wait *w)
 {
     return (tp_task *)((char *)w - offsetof(struct tp_task, wait));
@@ -568,7 +572,7 @@ void tp__wait_wake_thread(struct tp__wait *w);
 static inline void tp__wait_complete_inline(struct tp__wait *w, int status)
 {
     w->status = status;
-    if (atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK)
+    if (tp__wait_is_task(w))
         tp__wake(tp__wait_task(w));
     else
         tp__wait_wake_thread(w);

@@ -11,11 +11,6 @@
  */
 #include "tp_internal.h"
 
-static bool is_task(struct tp__wait *w)
-{
-    return atomic_load_explicit(&w->state, memory_order_relaxed) & TP__WAIT_TASK;
-}
-
 void tp__wait_complete(struct tp__wait *w, int status)
 {
     tp__wait_complete_inline(w, status);
@@ -66,7 +61,7 @@ static int thread_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 
 int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline)
 {
-    if (is_task(w))
+    if (tp__wait_is_task(w))
         return tp__park(tp__wait_task(w), held, deadline) < 0 ? ENOMEM : w->status;
     return thread_block(w, held, deadline);
 }
