@@ -116,7 +116,7 @@ int tp__stack_create(struct tp__worker *w, size_t size, unsigned nslots)
    costs ~2.5 us on this VM, and a worker's first tasks each start on a fresh slot: ten
    tasks spawned together took ~30 us to start, long enough for an idle worker to steal
    one of them (see steal_fresh in sched.c), which split W5's pipeline over two CPUs and
-   made it 12x slower in most runs (11 of 12 here; 30 of 30 runs stay on one worker
+   made it 12x slower in most runs (11 of 12 here; 20 of 20 runs stay on one worker
    now).  The cost: a page per slot, 64 KiB per worker. */
 void tp__stack_touch(struct tp__worker *w)
 {
