@@ -176,7 +176,8 @@ static __attribute__((noinline)) int block_thread(tp_chan *ch, struct tp__wqueue
    not part of a parked task's live segment: only this small frame is.  A task with a
    value up to a pointer's size -- the common case -- carries it in its registration
    (see tp__chan_value); the other cases have frames of their own. */
-static __attribute__((noinline)) int send_wait(tp_chan *ch, const void *elem, int64_t deadline)
+static __attribute__((noinline)) TP__PARK_RETURN int send_wait(tp_chan *ch, const void *elem,
+                                                                int64_t deadline)
 {
     tp_task *self = tp__current();
     uint32_t esz = ch->esz;
@@ -206,7 +207,8 @@ static __attribute__((noinline)) int recv_wait_other(tp_chan *ch, void *elem, in
    only the return address and the five callee-saved registers the switch clobbers (and
    the park sequence the sixth, %rbp): 48 bytes on x86_64 (was 64, with elem in %rbp and
    an alignment slot). */
-static __attribute__((noinline)) int recv_wait(tp_chan *ch, void *elem, int64_t deadline)
+static __attribute__((noinline)) TP__PARK_RETURN int recv_wait(tp_chan *ch, void *elem,
+                                                                int64_t deadline)
 {
     tp_task *self = tp__current();
     uint32_t esz = ch->esz;
