@@ -572,16 +572,16 @@ static void run(struct tp__worker *w, tp_task *t)
 }
 
 /* On the stack of t, which is about to park (its registration armed, the lock of its
-   queue released): the task it should switch to directly, with no scheduler in between;
-   t itself if it has been woken meanwhile (it carries on); or NULL, to switch to the
-   scheduler.  The choice is the scheduler's (pick), made here.  A direct switch is
-   only for a task whose frames are still on its stack (no copy: copying must run on a
-   stack that is neither's) and only while no timer is pending (the scheduler fires
-   them between tasks).  A task that cannot be switched to directly is handed to the
-   scheduler, which runs it next.  A switch through the scheduler is two context
-   switches and a pass of its loop: going direct, W2 took 0.92 of the time and W5 (t1)
-   had 1.03 times the throughput. */
-__attribute__((noinline)) tp_task *tp__hand_over(struct tp__worker *w, tp_task *t)
+   queue maybe still held: see park_biased in chan.c): the task it should switch to
+   directly, with no scheduler in between; t itself if it has been woken meanwhile (it
+   carries on); or NULL, to switch to the scheduler.  The choice is the scheduler's
+   (pick), made here.  A direct switch is only for a task whose frames are still on its
+   stack (no copy: copying must run on a stack that is neither's) and only while no
+   timer is pending (the scheduler fires them between tasks).  A task that cannot be
+   switched to directly is handed to the scheduler, which runs it next.  A switch
+   through the scheduler is two context switches and a pass of its loop: going direct,
+   W2 took 0.92 of the time and W5 (t1) had 1.03 times the throughput. */
+static inline tp_task *hand_over_pick(struct tp__worker *w, tp_task *t)
 {
     if (w->timers.n)
         return NULL;
@@ -601,6 +601,13 @@ __attribute__((noinline)) tp_task *tp__hand_over(struct tp__worker *w, tp_task *
     }
     w->handoff = n;
     return NULL;
+}
+
+/* The choice, stored in w->direct: a caller that read it from our return value would
+   keep w in a register across the call, one more in the parked frame. */
+__attribute__((noinline)) void tp__hand_over(struct tp__worker *w, tp_task *t)
+{
+    w->direct = hand_over_pick(w, t);
 }
 
 __attribute__((noinline)) int tp__park_prepare(tp_task *t, tp__spin *held, int64_t deadline,

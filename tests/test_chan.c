@@ -582,6 +582,145 @@ START_TEST(test_bias_revoked_under_traffic)
 }
 END_TEST
 
+/* An unbuffered channel biased to the worker of both its parties has a rendezvous and
+   park path of its own (src/chan.c, send_biased and after).  Two tasks of one worker
+   trade values over two such channels in every way that path must handle or hand on:
+   values of 1, 4, 8 and 16 bytes (the last too big to travel in a registration), a
+   deadline that expires, a select on the other side, and a close that wakes a parked
+   sender and a parked receiver.  On one stack per worker too, where every park copies. */
+#define RDV_ROUNDS 400 /* per element size: well past TP__BIAS_AFTER locks */
+
+struct rdv {
+    tp_chan *to[4], *from[4]; /* by element size: 1, 4, 8, 16 bytes */
+    tp_chan *closing;
+    tp_pool *pool;
+    int bad;                  /* the partner's first failure, or 0 */
+};
+
+static const size_t rdv_size[4] = {1, 4, 8, 16};
+
+/* An element of size z for round i: its bytes all vary with i. */
+static void rdv_fill(unsigned char *e, size_t z, uint64_t i)
+{
+    for (size_t k = 0; k < z; k++)
+        e[k] = (unsigned char)(i * 7 + k * 31 + z);
+}
+
+static void *rdv_partner(void *arg)
+{
+    struct rdv *d = arg;
+    unsigned char e[16], want[16];
+    for (int s = 0; s < 4; s++) {
+        size_t z = rdv_size[s];
+        for (uint64_t i = 0; i < RDV_ROUNDS; i++) {
+            rdv_fill(want, z, i);
+            if (i % 5 == 4) { /* a select on this side now and then */
+                tp_case c = {.ch = d->to[s], .op = TP_RECV, .elem = e};
+                if (tp_select(&c, 1, -1) != 0)
+                    return d->bad = 1, NULL;
+            } else if (tp_chan_recv(d->to[s], e, -1) != 0) {
+                return d->bad = 2, NULL;
+            }
+            if (memcmp(e, want, z) != 0)
+                return d->bad = 3, NULL;
+            e[0] ^= 0xff; /* the reply differs from what came in */
+            if (tp_chan_send(d->from[s], e, -1) != 0)
+                return d->bad = 4, NULL;
+        }
+    }
+    /* Park (in a send, then a receive) on channels that the owner closes. */
+    uint64_t v = 1;
+    errno = 0;
+    if (tp_chan_send(d->closing, &v, -1) != -1 || errno != EPIPE)
+        return d->bad = 5, NULL;
+    errno = 0;
+    if (tp_chan_recv(d->from[2], &v, -1) != -1 || errno != EPIPE)
+        return d->bad = 6, NULL;
+    return NULL;
+}
+
+/* In the owner: yield until the partner is parked (or has failed). */
+static void rdv_wait_parked(struct rdv *d)
+{
+    tp_stats st;
+    for (;;) {
+        ck_assert_int_eq(d->bad, 0);
+        ck_assert_int_eq(tp_pool_stats(d->pool, &st), 0);
+        if (st.tasks_parked == 1)
+            return;
+        ck_assert_int_eq(tp_yield(), 0);
+    }
+}
+
+static void *rdv_owner(void *arg)
+{
+    struct rdv *d = arg;
+    unsigned char e[16], want[16];
+    /* A streak of timed-out tries, partner-less, biases `closing` to this worker
+       before the partner parks on it. */
+    for (int i = 0; i < RDV_ROUNDS; i++)
+        ck_assert_err(tp_chan_recv(d->closing, e, 0), ETIMEDOUT);
+    tp_task *p = tp_spawn(NULL, rdv_partner, d);
+    ck_assert_ptr_nonnull(p);
+    for (int s = 0; s < 4; s++) {
+        size_t z = rdv_size[s];
+        for (uint64_t i = 0; i < RDV_ROUNDS; i++) {
+            rdv_fill(e, z, i);
+            ck_assert_int_eq(tp_chan_send(d->to[s], e, -1), 0);
+            ck_assert_int_eq(tp_chan_recv(d->from[s], e, -1), 0);
+            rdv_fill(want, z, i);
+            want[0] ^= 0xff;
+            ck_assert_int_eq(memcmp(e, want, z), 0);
+        }
+        /* Nobody on the other side now: a deadline expires, nothing is left queued. */
+        ck_assert_err(tp_chan_recv(d->from[s], e, in_ms(2)), ETIMEDOUT);
+        ck_assert_err(tp_chan_send(d->to[s], e, 0), ETIMEDOUT);
+    }
+    /* The partner is parked on `closing` (biased above) since its last reply; closed,
+       it wakes, and parks again on from[2], which is closed in turn. */
+    rdv_wait_parked(d);
+    ck_assert_int_eq(tp_chan_close(d->closing), 0);
+    rdv_wait_parked(d);
+    ck_assert_int_eq(tp_chan_close(d->from[2]), 0);
+    ck_assert_int_eq(tp_join(p, NULL, -1), 0);
+    ck_assert_int_eq(d->bad, 0);
+    return NULL;
+}
+
+static void rdv_run(unsigned stacks)
+{
+    unsigned long granted = atomic_load(&tp__bias_granted);
+    tp_pool *p = test_pool_stacks(1, stacks);
+    struct rdv *d = calloc(1, sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    for (int s = 0; s < 4; s++) {
+        d->to[s] = tp_chan_create(rdv_size[s], 0);
+        d->from[s] = tp_chan_create(rdv_size[s], 0);
+        ck_assert(d->to[s] && d->from[s]);
+    }
+    d->closing = tp_chan_create(sizeof(uint64_t), 0);
+    ck_assert_ptr_nonnull(d->closing);
+    d->pool = p;
+    tp_task *t = tp_spawn(p, rdv_owner, d);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(tp_join(t, NULL, -1), 0);
+    for (int s = 0; s < 4; s++) {
+        ck_assert_int_eq(tp_chan_destroy(d->to[s]), 0);
+        ck_assert_int_eq(tp_chan_destroy(d->from[s]), 0);
+    }
+    ck_assert_int_eq(tp_chan_destroy(d->closing), 0);
+    free(d);
+    ck_assert_int_eq(tp_pool_destroy(p), 0);
+    if (tp__bias_enabled()) /* all nine channels (not under ThreadSanitizer) */
+        ck_assert_uint_ge(atomic_load(&tp__bias_granted) - granted, 9);
+}
+
+START_TEST(test_bias_unbuffered_rendezvous) { rdv_run(0); }
+END_TEST
+
+START_TEST(test_bias_unbuffered_rendezvous_one_stack) { rdv_run(1); }
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chan");
@@ -603,6 +742,8 @@ int main(void)
     tcase_add_test(stress, test_mpmc_buffered);
     tcase_add_test(stress, test_timeouts_lose_nothing);
     tcase_add_test(stress, test_bias_revoked_under_traffic);
+    tcase_add_test(stress, test_bias_unbuffered_rendezvous);
+    tcase_add_test(stress, test_bias_unbuffered_rendezvous_one_stack);
     suite_add_tcase(s, stress);
     return test_run(s);
 }

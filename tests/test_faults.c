@@ -156,6 +156,14 @@ static void note_bad(struct run *r, const char *what, int err)
         snprintf(r->msg, sizeof r->msg, "%s: errno %d (%s)", what, err, strerror(err));
 }
 
+/* Count one ENOMEM, reported by `what`. */
+static void note_enomem(struct run *r, const char *what)
+{
+    if (r->enomem < 8)
+        r->where[r->enomem] = what;
+    r->enomem++;
+}
+
 /* Retry a call while it fails with ENOMEM (the one injected failure); anything else is
    wrong.  ok_expr decides success from `rc_`. */
 #define RETRY(r, what, type, call, ok_expr)                                              \
@@ -170,9 +178,7 @@ static void note_bad(struct run *r, const char *what, int err)
                 note_bad((r), (what), errno);                                            \
                 break;                                                                   \
             }                                                                            \
-            if ((r)->enomem < 8)                                                         \
-                (r)->where[(r)->enomem] = (what);                                        \
-            (r)->enomem++;                                                               \
+            note_enomem((r), (what));                                                    \
         }                                                                                \
         rc_;                                                                             \
     })
@@ -321,6 +327,96 @@ static void *park_deeper_task(void *arg)
     park_deep(r, ch, 40);
     r->hit = disarm();
     tp_chan_destroy(ch);
+    return NULL;
+}
+
+/* The same on an unbuffered channel biased to the worker, which has a park path of its
+   own (src/chan.c, park_biased): a task and a partner trade values until both their
+   channels are biased, then the task waits deeper than before for the partner's last
+   value, which the partner sends only after a yield (so after the task is parked).  The
+   park that fails must leave nothing queued: that value arrives once, to the retry. */
+#define BIASED_ROUNDS 300 /* well past TP__BIAS_AFTER locks */
+#define BIASED_LAST 0x5eedull
+
+struct biased {
+    struct run *r;
+    tp_chan *to, *from;
+};
+
+static void *biased_partner(void *arg)
+{
+    struct biased *b = arg;
+    uint64_t v;
+    for (uint64_t i = 0; i < BIASED_ROUNDS; i++) {
+        if (tp_chan_recv(b->to, &v, -1) != 0 || v != i)
+            note_bad(b->r, "partner tp_chan_recv", errno);
+        v = ~i;
+        if (tp_chan_send(b->from, &v, -1) != 0)
+            note_bad(b->r, "partner tp_chan_send", errno);
+    }
+    v = BIASED_LAST;
+    if (tp_yield() != 0 || tp_chan_send(b->from, &v, -1) != 0)
+        note_bad(b->r, "partner's last send", errno);
+    return NULL;
+}
+
+static __attribute__((noinline)) void recv_deep(struct biased *b, int depth)
+{
+    volatile char frame[256];
+    frame[0] = (char)depth;
+    if (depth > 0) {
+        recv_deep(b, depth - 1);
+        frame[1] = frame[0];
+        return;
+    }
+    uint64_t v = 0;
+    const char *what = "tp_chan_recv(biased, deep)";
+    for (;;) { /* RETRY_INT, and after a failure nothing may be left queued: a send with
+                  no receiver waiting must time out */
+        errno = 0;
+        if (tp_chan_recv(b->from, &v, -1) == 0)
+            break;
+        if (errno != ENOMEM) {
+            note_bad(b->r, what, errno);
+            break;
+        }
+        note_enomem(b->r, what);
+        errno = 0;
+        if (tp_chan_send(b->from, &v, 0) != -1 || errno != ETIMEDOUT)
+            note_bad(b->r, "a failed park left its registration queued", errno);
+    }
+    if (v != BIASED_LAST)
+        note_bad(b->r, "deep receive got the wrong value", 0);
+}
+
+static void *biased_deeper_task(void *arg)
+{
+    struct run *r = arg;
+    struct biased *b = calloc(1, sizeof *b);
+    if (!b || !(b->to = tp_chan_create(sizeof(uint64_t), 0)) ||
+        !(b->from = tp_chan_create(sizeof(uint64_t), 0))) {
+        note_bad(r, "setup", errno);
+        return NULL;
+    }
+    b->r = r;
+    tp_task *p = tp_spawn(NULL, biased_partner, b);
+    if (!p) {
+        note_bad(r, "setup", errno);
+        return NULL;
+    }
+    uint64_t v;
+    for (uint64_t i = 0; i < BIASED_ROUNDS; i++) /* shallow parks, not armed */
+        if (tp_chan_send(b->to, &i, -1) != 0 || tp_chan_recv(b->from, &v, -1) != 0 ||
+            v != ~i)
+            note_bad(r, "biasing rounds", errno);
+    arm(r->k);
+    recv_deep(b, 40);
+    r->hit = disarm();
+    if (tp_join(p, NULL, -1) != 0)
+        note_bad(r, "tp_join", errno);
+    tp_chan_destroy(b->to);
+    tp_chan_destroy(b->from);
+    free(b);
     return NULL;
 }
 
@@ -488,6 +584,8 @@ static void sc_yield_first(struct run *r) { run_in_task(r, yield_first_task); }
 
 static void sc_park_deeper(struct run *r) { run_in_task(r, park_deeper_task); }
 
+static void sc_biased_deeper(struct run *r) { run_in_task(r, biased_deeper_task); }
+
 static void sc_select(struct run *r) { run_in_task(r, select_task); }
 
 static void sc_mutex(struct run *r) { run_in_task(r, mutex_task); }
@@ -579,6 +677,7 @@ START_TEST(test_enomem_first_parks)
     ck_assert_int_ge(walk("sleep as first park", sc_sleep_first), 1);
     ck_assert_int_ge(walk("yield as first park", sc_yield_first), 2);
     ck_assert_int_ge(walk("park deeper than before", sc_park_deeper), 1);
+    ck_assert_int_ge(walk("biased channel, park deeper", sc_biased_deeper), 1);
 }
 END_TEST
 
