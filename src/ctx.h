@@ -222,14 +222,14 @@ static inline void tp__ctx_resume(void **save_sp, void *new_sp)
    switch from another task, and the return predictor's top entry is still where that
    task's own call came from: a misprediction (~45 cycles here) on every switch between
    tasks that called from different places (ping and pong of benchmark W2 took 71 ns a
-   round trip with it, 50 without).  x86_64 with GCC or Clang: such a function returns
-   through __x86_return_thunk (switch_x86_64.S) with an indirect jump instead, which is
-   predicted from the branch history.  The jump leaves that entry on the predictor's
-   stack, so every return above it in the task's chain is predicted one entry off.  Not
-   for parks under more of the library's frames, then (tp__park, under tp_join and the
-   locks): tasks that run the same code, as fork-join tasks do, had every one of those
-   returns right, and lost 6-8 % (benchmark W7) with the jump.  Elsewhere: a plain
-   return. */
+   round trip with it, 50 without).  x86_64, with a compiler that has the attribute
+   (GCC 8 on; Clang 14 has not): such a function returns through __x86_return_thunk
+   (switch_x86_64.S) with an indirect jump instead, which is predicted from the branch
+   history.  The jump leaves that entry on the predictor's stack, so every return above
+   it in the task's chain is predicted one entry off.  Not for parks under more of the
+   library's frames, then (tp__park, under tp_join and the locks): tasks that run the
+   same code, as fork-join tasks do, had every one of those returns right, and lost
+   6-8 % (benchmark W7) with the jump.  Elsewhere: a plain return. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(function_return)
 #define TP__PARK_RETURN __attribute__((function_return("thunk-extern")))
