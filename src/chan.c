@@ -301,8 +301,8 @@ static __attribute__((noinline)) int recv_shared(tp_chan *ch, void *elem, int64_
  * is a task.  These do the same for this case in two frames at most: one that decides
  * (no register saved), and, to block, one that parks (the parked frame, the same size
  * as recv_wait's, returning like it with TP__PARK_RETURN).  The rules are
- * tp__chan_try_send/recv's; everything else goes the general way.  W2: 783 -> 620
- * instructions a round trip, 54 -> 39 ns; W4 (t1) 0.90-0.97. */
+ * tp__chan_try_send/recv's; everything else goes the general way.  W2: 783 -> 618
+ * instructions a round trip, 54 -> 40 ns; W4 (t1) 0.90-0.97. */
 
 /* Block the calling task (of this worker, lock `busy` held) on q with no deadline: the
    whole of task_enqueue and block_task, in the caller's frame.  Returns as block_task.

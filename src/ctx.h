@@ -62,7 +62,7 @@ extern const uint32_t tp__ctx_fp_default[2];
    and back: a slot in the caller's frame instead made the frame of every park (which
    stays in the parked segment) 16 to 32 bytes bigger.  Each is loaded on its own: one
    load of both would wait for the two stores to reach the cache (a store-forwarding
-   stall, ~5 % of benchmark W2's time). */
+   stall: W2 ran 6 % slower that way). */
 static inline __attribute__((always_inline)) bool tp__ctx_fp_is_default(void)
 {
     uint32_t mxcsr, cw;

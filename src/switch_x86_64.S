@@ -170,8 +170,8 @@ tp__ctx_fn_return:
  * to go where the task that switched out was called from, not where the task switched
  * in was: ping and pong of benchmark W2 mispredicted it on every switch, ~45 cycles
  * each.  An indirect jump is predicted from the recent branch history, which tells the
- * two apart.  (The return predictor is left with one entry too many; it is circular,
- * so that only costs a rare misprediction higher up.) */
+ * two apart.  It leaves the return predictor one entry deeper, so returns further up
+ * the task's chain are predicted one entry off: ctx.h says where that is worth it. */
     .text
     .globl  __x86_return_thunk
     .hidden __x86_return_thunk

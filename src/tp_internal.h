@@ -553,7 +553,8 @@ void *tp__worker_main(void *arg);
 /* Make t ready on w, from w's own thread (a task of w, or w's scheduler).  A task that
    parked with a deadline is still in the timer tree: only this thread may take it out.
    untimed: t is known to have parked without one (constant where inlined). */
-static inline __attribute__((always_inline)) void tp__ready_local_as(struct tp__worker *w, tp_task *t, bool untimed)
+static inline __attribute__((always_inline)) void tp__ready_local_as(struct tp__worker *w,
+                                                                    tp_task *t, bool untimed)
 {
     if (!untimed && (t->save_cap & TP__SAVE_TIMED))
         tp__timer_remove(w, t);
@@ -581,7 +582,8 @@ static inline void tp__wake(tp_task *t) { tp__wake_as(t, false); }
 /* wait.c: tp__wait_complete for a plain thread's wait. */
 void tp__wait_wake_thread(struct tp__wait *w);
 /* untimed: w is known to have no deadline (a TP__WAIT_SOLE wait, say). */
-static inline __attribute__((always_inline)) void tp__wait_complete_as(struct tp__wait *w, int status, bool untimed)
+static inline __attribute__((always_inline)) void tp__wait_complete_as(struct tp__wait *w,
+                                                                      int status, bool untimed)
 {
     w->status = status;
     if (tp__wait_is_task(w))
