@@ -40,8 +40,10 @@ tp_chan *tp_chan_create(size_t esz, size_t cap)
     ch->sendq.head = ch->recvq.head = NULL;
     if (cap) {
         struct tp__chan_ring *ring = tp__chan_ring(ch);
+        ring->size = esz * cap;
+        ring->head = ring->tail = 0;
         ring->cap = (uint32_t)cap;
-        ring->head = ring->count = 0;
+        ring->count = 0;
     }
     return ch;
 }
@@ -408,17 +410,55 @@ static __attribute__((noinline)) int recv_biased(tp_chan *ch, void *elem, int64_
     return recv_locked(ch, &ch->busy, elem, deadline);
 }
 
+/* The buffered fast path: an element of a size tp__chan_copy moves inline, put in or
+   taken from the ring of a channel whose lock is held; false for other sizes (or a
+   full ring), which go the general way.  With a call to memcpy in them, tp_chan_send
+   and tp_chan_recv would save registers for it on every call.
+   The path is laid out straight through, its one taken branch the return (the
+   TP__LIKELYs here, in tp_chan_send/recv and in tp__chan_lock_biased).  W5 is bound
+   by taken branches more than by instructions: 14 % fewer instructions gained it 2 %,
+   then four fewer taken branches an operation 29 %. */
+static inline bool ring_put_inline(tp_chan *ch, const void *elem)
+{
+    struct tp__chan_ring *ring = tp__chan_ring(ch);
+    uint32_t esz = ch->esz;
+    if (ring->count == ring->cap)
+        return false;
+    if (TP__LIKELY(esz == 8)) /* pointers, the commonest: laid out straight through */
+        tp__chan_ring_put_n(ring, elem, 8);
+    else if (esz == 4)
+        tp__chan_ring_put_n(ring, elem, 4);
+    else if (esz == 16)
+        tp__chan_ring_put_n(ring, elem, 16);
+    else
+        return false;
+    return true;
+}
+
+static inline bool ring_take_inline(tp_chan *ch, void *elem)
+{
+    struct tp__chan_ring *ring = tp__chan_ring(ch);
+    uint32_t esz = ch->esz;
+    if (TP__LIKELY(esz == 8))
+        tp__chan_ring_take_n(ring, elem, 8);
+    else if (esz == 4)
+        tp__chan_ring_take_n(ring, elem, 4);
+    else if (esz == 16)
+        tp__chan_ring_take_n(ring, elem, 16);
+    else
+        return false;
+    return true;
+}
+
 TP__HOT int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
-    if (!tp__chan_lock_biased(ch))
+    if (TP__UNLIKELY(!tp__chan_lock_biased(ch)))
         return send_shared(ch, elem, deadline);
     /* flags: buffered and not closed */
-    /* The buffered fast path falls through (TP__LIKELY): laid out behind one more taken
-       branch, as GCC did with the unbuffered case below added, W5 lost 6 %. */
     if (TP__LIKELY(ch->flags == TP__CHAN_BUFFERED && !ch->recvq.head) &&
-        tp__chan_ring_put(ch, elem)) {
+        ring_put_inline(ch, elem)) {
         tp__spin_unlock(&ch->busy);
         return 0;
     }
@@ -431,11 +471,11 @@ TP__HOT int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
 {
     if (TP__UNLIKELY(!ch || !elem || deadline < -1))
         return fail(EINVAL);
-    if (!tp__chan_lock_biased(ch))
+    if (TP__UNLIKELY(!tp__chan_lock_biased(ch)))
         return recv_shared(ch, elem, deadline);
     if (TP__LIKELY((ch->flags & TP__CHAN_BUFFERED) && tp__chan_ring(ch)->count &&
-                   !ch->sendq.head)) {
-        tp__chan_ring_take(ch, elem);
+                   !ch->sendq.head) &&
+        ring_take_inline(ch, elem)) {
         tp__spin_unlock(&ch->busy);
         return 0;
     }
