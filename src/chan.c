@@ -365,7 +365,7 @@ static __attribute__((noinline)) TP__PARK_RETURN int recv_park(tp_chan *ch, void
    it on every operation. */
 static inline bool copy_is_inline(uint32_t esz)
 {
-    return esz == 8 || esz == 4 || esz == 16;
+    return TP__LIKELY(esz == 8) || esz == 4 || esz == 16; /* (8 straight through) */
 }
 
 static inline void copy_inline(void *dst, const void *src, uint32_t esz)
@@ -387,7 +387,7 @@ static __attribute__((noinline)) int send_biased(tp_chan *ch, const void *elem,
             tp__wait_complete_as(r->w, 0, true);
             return 0;
         }
-    } else if (deadline == -1) {
+    } else if (TP__LIKELY(deadline == -1)) {
         return send_park(ch, elem);
     }
     return send_locked(ch, &ch->busy, elem, deadline);
@@ -404,7 +404,7 @@ static __attribute__((noinline)) int recv_biased(tp_chan *ch, void *elem, int64_
             tp__wait_complete_as(s->w, 0, true);
             return 0;
         }
-    } else if (deadline == -1) {
+    } else if (TP__LIKELY(deadline == -1)) {
         return recv_park(ch, elem);
     }
     return recv_locked(ch, &ch->busy, elem, deadline);
@@ -462,7 +462,7 @@ TP__HOT int tp_chan_send(tp_chan *ch, const void *elem, int64_t deadline)
         tp__spin_unlock(&ch->busy);
         return 0;
     }
-    if (ch->flags == 0) /* unbuffered and open */
+    if (TP__LIKELY(ch->flags == 0)) /* unbuffered and open */
         return send_biased(ch, elem, deadline);
     return send_locked(ch, &ch->busy, elem, deadline);
 }
@@ -479,7 +479,7 @@ TP__HOT int tp_chan_recv(tp_chan *ch, void *elem, int64_t deadline)
         tp__spin_unlock(&ch->busy);
         return 0;
     }
-    if (ch->flags == 0)
+    if (TP__LIKELY(ch->flags == 0))
         return recv_biased(ch, elem, deadline);
     return recv_locked(ch, &ch->busy, elem, deadline);
 }

@@ -179,17 +179,18 @@ static inline uint64_t tp__chan_next(struct tp__chan_ring *r, uint64_t off, uint
    buffer for it; a larger one is in the memory n->val points to. */
 static inline void *tp__chan_value(struct tp__wnode *n, uint32_t esz)
 {
-    return esz <= sizeof n->val ? (void *)&n->val : n->val;
+    return TP__LIKELY(esz <= sizeof n->val) ? (void *)&n->val : n->val;
 }
 
 /* Copy one element.  The sizes channels mostly carry are inline moves; for those a call
    to memcpy (through the PLT, with its size dispatch) cost more than the copy. */
 static inline void tp__chan_copy(void *dst, const void *src, uint32_t esz)
 {
-    switch (esz) {
-    case 8:
+    if (TP__LIKELY(esz == 8)) { /* pointers, the commonest: laid out straight through */
         memcpy(dst, src, 8);
-        break;
+        return;
+    }
+    switch (esz) {
     case 4:
         memcpy(dst, src, 4);
         break;

@@ -588,9 +588,9 @@ static inline tp_task *hand_over_pick(struct tp__worker *w, tp_task *t)
     tp_task *n = pick(w);
     if (!n || n == t)
         return n;
-    if (n->sp) {
+    if (TP__LIKELY(n->sp)) {
         unsigned s = tp__slot_of(w, n->sp);
-        if (w->slot_owner[s] == n) {
+        if (TP__LIKELY(w->slot_owner[s] == n)) {
             tp__count(&w->st_switches, 1);
             w->last_slot = s;
             w->run_top = w->slot_top[s];

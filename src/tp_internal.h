@@ -34,6 +34,12 @@
 #include "sanitize.h"
 #include "ctx.h"
 
+/* Branch hints.  On the channel and switch paths they are about layout more than
+   prediction: those paths run a few hundred instructions at four or more a cycle here,
+   and every taken branch ends a fetch block, so the case that a task takes on every
+   operation is laid out straight through.  Hints on the rendezvous and park paths took
+   W2 from 63 to 35 taken branches a round trip and 39 to 31 ns; on the buffered fast
+   path, see tp_chan_send. */
 #define TP__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TP__CACHELINE 64
@@ -223,7 +229,7 @@ int tp__wait_block(struct tp__wait *w, tp__spin *held, int64_t deadline);
 
 static inline void tp__wq_remove_inline(struct tp__wqueue *q, struct tp__wnode *n)
 {
-    if (n->next == n) {
+    if (TP__LIKELY(n->next == n)) { /* the only one: the commonest */
         q->head = NULL;
     } else {
         n->prev->next = n->next;
@@ -571,7 +577,7 @@ void tp__wake_remote(tp_task *t);
 static inline __attribute__((always_inline)) void tp__wake_as(tp_task *t, bool untimed)
 {
     struct tp__worker *w = t->worker; /* t may run (and be freed) once it is queued */
-    if (w == tp__self_worker) {
+    if (TP__LIKELY(w == tp__self_worker)) {
         tp__count(&w->st_woken, 1);
         tp__ready_local_as(w, t, untimed);
         return;
@@ -623,7 +629,7 @@ static inline int tp__stack_reserve(tp_task *t, char *sp, bool timed)
     struct tp__worker *w = t->worker;
     bool keep_fp = !tp__ctx_fp_is_default();
     w->park_fp = keep_fp;
-    if (!timed && w->last_slot + 1 < w->nslots)
+    if (TP__LIKELY(!timed && w->last_slot + 1 < w->nslots))
         return 0;
     return tp__stack_reserve_room(t, sp, timed, keep_fp);
 }
@@ -672,7 +678,7 @@ static inline int tp__park_arm(tp_task *t, tp__spin *held, int64_t deadline, cha
        tried while all of the worker's tasks can have a stack of their own: with more,
        the next task nearly always needs a copy, and trying cost the prime sieve (W4)
        and W1 6 %. */
-    if (!w->park_fp && w->started <= w->nslots)
+    if (TP__LIKELY(!w->park_fp && w->started <= w->nslots))
         tp__hand_over(w, t); /* (sets w->direct: nothing here is needed after the call) */
     else
         w->direct = NULL;
