@@ -39,7 +39,7 @@
    and every taken branch ends a fetch block, so the case that a task takes on every
    operation is laid out straight through.  Hints on the rendezvous and park paths took
    W2 from 63 to 35 taken branches a round trip and 39 to 31 ns; on the buffered fast
-   path, see tp_chan_send. */
+   path, see ring_put_inline in chan.c. */
 #define TP__LIKELY(x) __builtin_expect(!!(x), 1)
 #define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TP__CACHELINE 64
