@@ -685,17 +685,41 @@ END_TEST
    ever yielding, so only another worker can run it.  It must arrive there by hand-off:
    stealing (which also moves it, after a delay) leaves a trace in the steals count. */
 enum { BACKLOG = 100 }; /* ready tasks: above the overload threshold (64, sched.c) */
-enum { SHARE_OK, SHARE_FAILED, SHARE_INCONCLUSIVE };
+/* An attempt's outcome.  A failure says which step failed, and how many attempts were
+   inconclusive for which cause: once, beside a parallel build and test run, all twenty
+   attempts were inconclusive and the message did not say why. */
+enum {
+    SHARE_OK,
+    SHARE_INCONCLUSIVE,
+    SHARE_RAN_HERE,       /* the new task ran on the overloaded worker */
+    SHARE_GATE_SETUP,     /* a gate task could not be spawned or did not report */
+    SHARE_GATE_RESULT,    /* a gate task failed (gate_err: how) or could not be joined */
+    SHARE_NEW_TASK,       /* the new task could not be spawned or joined */
+};
+static const char *const share_what[] = {
+    "ok", "inconclusive", "the new task ran on the overloaded worker",
+    "a gate task could not be spawned or did not report",
+    "a gate task failed or could not be joined", "the new task could not be spawned or joined",
+};
 static tp_chan *gate, *started;
 static atomic_long shared_tid;
+static atomic_int gate_err; /* a gate task's failure: step * 1000 + errno */
+/* Inconclusive attempts by cause: nobody ran the new task, some gate tasks started on
+   the other worker, the other worker stole. */
+static atomic_int unsure_none, unsure_elsewhere, unsure_stolen;
 
 static void *park_at_gate(void *arg)
 {
     (void)arg;
     long tid = gettid(), v;
-    if (tp_chan_send(started, &tid, -1) != 0)
+    if (tp_chan_send(started, &tid, -1) != 0) {
+        atomic_store(&gate_err, 1000 + errno);
         return (void *)1;
-    return tp_chan_recv(gate, &v, -1) == -1 && errno == EPIPE ? NULL : (void *)1;
+    }
+    if (tp_chan_recv(gate, &v, -1) == -1 && errno == EPIPE)
+        return NULL;
+    atomic_store(&gate_err, 2000 + errno);
+    return (void *)1;
 }
 
 static void *report_thread(void *arg)
@@ -724,7 +748,7 @@ static void *overload_then_spawn(void *arg)
         for (int i = 0; i <= n && i < BACKLOG; i++)
             if (t[i])
                 tp_join(t[i], NULL, -1);
-        return (void *)SHARE_FAILED;
+        return (void *)SHARE_GATE_SETUP;
     }
     tp_stats before, after;
     tp_pool_stats(p, &before);
@@ -738,19 +762,22 @@ static void *overload_then_spawn(void *arg)
     long ran_on = atomic_load(&shared_tid);
     intptr_t rc = SHARE_OK;
     if (ran_on == self)
-        rc = SHARE_FAILED;
-    else if (ran_on == 0 || here < BACKLOG || after.steals != before.steals)
+        rc = SHARE_RAN_HERE;
+    else if (ran_on == 0 || here < BACKLOG || after.steals != before.steals) {
         /* nobody ran x in 2 s (no worker was idle when the overload began, so it stayed
            here, and the other worker slept: seen under valgrind, which runs one thread
            at a time), some tasks started elsewhere, or the idle worker was busy */
         rc = SHARE_INCONCLUSIVE;
+        atomic_fetch_add(ran_on == 0 ? &unsure_none
+                         : here < BACKLOG ? &unsure_elsewhere : &unsure_stolen, 1);
+    }
     for (int i = 0; i < BACKLOG; i++) {
         void *r = (void *)1;
         if (tp_join(t[i], &r, -1) != 0 || r != NULL)
-            rc = SHARE_FAILED;
+            rc = SHARE_GATE_RESULT;
     }
     if (!x || tp_join(x, NULL, -1) != 0)
-        rc = SHARE_FAILED;
+        rc = SHARE_NEW_TASK;
     return (void *)rc;
 }
 
@@ -758,6 +785,10 @@ START_TEST(test_overloaded_worker_shares_new_tasks)
 {
     tp_pool *p = test_pool(2);
     intptr_t rc = SHARE_INCONCLUSIVE;
+    atomic_store(&gate_err, 0);
+    atomic_store(&unsure_none, 0);
+    atomic_store(&unsure_elsewhere, 0);
+    atomic_store(&unsure_stolen, 0);
     for (int attempt = 0; attempt < 20 && rc == SHARE_INCONCLUSIVE; attempt++) {
         gate = tp_chan_create(sizeof(long), 0);
         started = tp_chan_create(sizeof(long), 0);
@@ -767,8 +798,12 @@ START_TEST(test_overloaded_worker_shares_new_tasks)
         tp_chan_destroy(gate);
         tp_chan_destroy(started);
     }
-    ck_assert_msg(rc == SHARE_OK, "the overloaded worker's new task was not handed over (%d)",
-                  (int)rc);
+    ck_assert_msg(rc == SHARE_OK,
+                  "the overloaded worker's new task was not handed over: %s (gate_err %d; "
+                  "inconclusive attempts: %d nobody ran it, %d tasks started elsewhere, "
+                  "%d steals)",
+                  share_what[rc], atomic_load(&gate_err), atomic_load(&unsure_none),
+                  atomic_load(&unsure_elsewhere), atomic_load(&unsure_stolen));
     tp_pool_destroy(p);
 }
 END_TEST
